@@ -1,0 +1,40 @@
+"""`make bench`: run benchmark rows, write bench/results/<row>.json, print a markdown table.
+
+    python -m tfmargin.cli.bench                       # every row
+    python -m tfmargin.cli.bench --rows=train_step --batch_size=256
+"""
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("rows", ["all"], "Rows to run (file names under bench/results/), or 'all'.")
+flags.DEFINE_string("output_dir", "bench/results", "Where each row's JSON is written.")
+flags.DEFINE_bool("quick", False, "Tiny problem sizes to check the code path; not for reporting.")
+flags.DEFINE_integer("batch_size", None, "Batch size for rows that train or stream (row default if unset).")
+flags.DEFINE_integer("repeats", None, "Timed repetitions for rows that take it (row default if unset).")
+
+
+def main(argv):
+    del argv
+    from tfmargin.bench import row_modules
+    from tfmargin.bench.common import markdown_table, write_result
+
+    modules = row_modules()
+    wanted = list(modules) if FLAGS.rows == ["all"] else FLAGS.rows
+    unknown = [r for r in wanted if r not in modules]
+    if unknown:
+        raise app.UsageError(f"--rows: unknown row(s) {unknown}; known: {sorted(modules)}")
+    options = {k: v for k, v in (("batch_size", FLAGS.batch_size), ("repeats", FLAGS.repeats))
+               if v is not None}
+    records = []
+    for name in wanted:
+        print(f"[bench] {name}: {modules[name].DESCRIPTION}", flush=True)
+        record = modules[name].run(quick=FLAGS.quick, **options)
+        if not FLAGS.quick:
+            write_result(record, FLAGS.output_dir)
+        records.append(record)
+    print(markdown_table(records))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,26 @@
+"""Classification and distillation heads, Keras layers written with keras.ops.
+
+    MarginHead (ArcFace / CosFace / SphereFace)   head([embeddings, labels])
+    MarginDistillationHead                         head([embeddings, labels, teacher_embeddings])
+    baselines: AngularDistillationHead, MarginKDHead, HintonKDHead, TripletDistillationHead,
+               EmbeddingDistillationHead          head([embeddings, labels, teacher_embeddings])
+"""
+
+import keras
+
+from tfmargin.heads.baselines import (AngularDistillationHead, EmbeddingDistillationHead,
+                                      HintonKDHead, MarginKDHead, TripletDistillationHead)
+from tfmargin.heads.distill import MarginDistillationHead
+from tfmargin.heads.margin import ArcFace, CosFace, MarginHead, SphereFace
+
+__all__ = ["AngularDistillationHead", "ArcFace", "CosFace", "EmbeddingDistillationHead",
+           "HintonKDHead", "MarginDistillationHead", "MarginHead", "MarginKDHead", "SphereFace",
+           "TripletDistillationHead", "compile_loss"]
+
+
+def compile_loss(head):
+    """What to pass as `model.compile(loss=...)` for a model ending in `head`: cross-entropy on
+    the logits for heads that return margin logits, None for heads that add their own objective."""
+    if getattr(head, "OBJECTIVE", "logits") == "internal":
+        return None
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)

@@ -1,0 +1,86 @@
+"""MarginDistillationHead (Svitov & Alyamkin 2020): frozen teacher centers, per-sample margins."""
+
+import keras
+from keras import ops
+
+from tfmargin.heads import angular
+from tfmargin.heads import centers as frozen
+
+
+@keras.saving.register_keras_serializable(package="tfmargin")
+class MarginDistillationHead(keras.layers.Layer):
+    """ArcFace logits against the teacher's frozen class centers, with a per-sample margin.
+
+    Called as `head([embeddings, labels, teacher_embeddings])`. For sample i with teacher
+    embedding t_i and class y_i (DESIGN.md §1):
+
+        cos_t_i = <t_i/|t_i|, W_yi/|W_yi|>
+        m_i     = (m_max - m_min) / D_max * cos_t_i + m_min
+        logits  = scale * cos(theta_yi + m_i) at the target, scale * cos(theta_j) elsewhere
+
+    The margin grows with the teacher's confidence: samples the teacher put close to their
+    center must be held just as close by the student. `d_max="batch"` uses the largest cos_t in
+    the batch (the paper, per replica); a float uses a fixed dataset-level constant. The paper
+    does not clip, so m_i < m_min when cos_t_i < 0; `clip=True` clips to [m_min, m_max]. If every
+    teacher cosine of a batch is <= 0 (a broken teacher) D_max is floored at 1e-6, which makes
+    those margins very negative and their loss ~0 rather than NaN. No gradient flows through m_i.
+
+    `centers` (embedding_dim, num_classes) is held as a non-trainable weight: saved with the
+    model, never changed by training. Train with sparse categorical cross-entropy on the logits.
+    """
+
+    D_MAX_FLOOR = 1e-6
+
+    def __init__(self, centers=None, scale=64.0, m_max=0.5, m_min=0.2, d_max="batch", clip=False,
+                 num_classes=None, embedding_dim=None, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        centers, self.num_classes, self.embedding_dim = frozen.resolve(
+            self.name, centers, num_classes, embedding_dim)
+        if d_max != "batch" and not (isinstance(d_max, (int, float)) and d_max > 0):
+            raise ValueError(f"{self.name}: d_max must be 'batch' or a positive number, got {d_max!r}")
+        if m_max < m_min:
+            raise ValueError(f"{self.name}: m_max ({m_max}) must be >= m_min ({m_min})")
+        self.scale, self.m_max, self.m_min = float(scale), float(m_max), float(m_min)
+        self.d_max = d_max if d_max == "batch" else float(d_max)
+        self.clip = bool(clip)
+        self._initial_centers = centers
+        self.centers = None
+
+    def build(self, input_shape):
+        frozen.check_dims(self.name, self.embedding_dim, student=input_shape[0][-1],
+                          teacher=input_shape[2][-1])
+        self.centers = frozen.add_frozen(self, self._initial_centers, self.embedding_dim,
+                                         self.num_classes)
+        self._initial_centers = None  # the weight holds them now; free the host copy
+
+    def margins(self, teacher_embeddings, labels):
+        """Per-sample margins m_i, shape (batch,)."""
+        if self.centers is None:
+            raise ValueError(f"{self.name}: call or build the head before asking for margins")
+        labels = angular.flat_labels(labels)
+        own_centers = ops.transpose(ops.take(self.centers, labels, axis=1))
+        cos_t = angular.row_cosine(ops.cast(teacher_embeddings, "float32"), own_centers)
+        if self.d_max == "batch":
+            d_max = ops.maximum(ops.max(cos_t), self.D_MAX_FLOOR)
+        else:
+            d_max = self.d_max
+        m = (self.m_max - self.m_min) / d_max * cos_t + self.m_min
+        if self.clip:
+            m = ops.clip(m, self.m_min, self.m_max)
+        return ops.stop_gradient(m)
+
+    def call(self, inputs):
+        embeddings, labels, teacher = inputs
+        labels = angular.flat_labels(labels)
+        return angular.margin_logits(embeddings, self.centers, labels, self.scale,
+                                     m2=self.margins(teacher, labels))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], self.num_classes)
+
+    def get_config(self):
+        # The centers travel as the layer's weight (in the .keras file), not in the config.
+        return {**super().get_config(), "scale": self.scale, "m_max": self.m_max,
+                "m_min": self.m_min, "d_max": self.d_max, "clip": self.clip,
+                "num_classes": self.num_classes, "embedding_dim": self.embedding_dim}

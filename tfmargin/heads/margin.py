@@ -1,0 +1,66 @@
+"""MarginHead: the combined margin softmax head (ArcFace, CosFace, SphereFace)."""
+
+import keras
+
+from tfmargin.heads import angular
+
+
+@keras.saving.register_keras_serializable(package="tfmargin")
+class MarginHead(keras.layers.Layer):
+    """Classifier logits with a combined angular margin on the target class.
+
+    Called as `head([embeddings, labels])`, returns float32 logits (batch, num_classes):
+    target `scale * (cos(m1*theta + m2) - m3)`, others `scale * cos(theta)`, theta the angle
+    between the normalised embedding and the normalised class center. ArcFace is m2 (0.5),
+    CosFace m3 (0.35), SphereFace m1 (4). Train with sparse categorical cross-entropy on the
+    logits (`from_logits=True`). At inference use the backbone alone: the margin needs labels.
+
+    The head computes in float32 whatever the global mixed-precision policy: s*cos overflows
+    float16 and bfloat16 rounds cosines too coarsely for a 0.5 rad margin to register.
+    """
+
+    def __init__(self, num_classes, scale=64.0, m1=1.0, m2=0.5, m3=0.0,
+                 center_initializer="random_normal", **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        if num_classes < 1:
+            raise ValueError(f"{self.name}: num_classes must be >= 1, got {num_classes}")
+        self.num_classes = int(num_classes)
+        self.scale, self.m1, self.m2, self.m3 = float(scale), float(m1), float(m2), float(m3)
+        self.center_initializer = keras.initializers.get(
+            {"class_name": "RandomNormal", "config": {"stddev": 0.01}}
+            if center_initializer == "random_normal" else center_initializer)
+        self.centers = None
+
+    def build(self, input_shape):
+        embedding_shape = input_shape[0]
+        self.centers = self.add_weight(
+            shape=(embedding_shape[-1], self.num_classes), initializer=self.center_initializer,
+            trainable=True, name="centers")
+
+    def call(self, inputs):
+        return angular.margin_logits(inputs[0], self.centers, angular.flat_labels(inputs[1]),
+                                     self.scale, self.m1, self.m2, self.m3)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], self.num_classes)
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes, "scale": self.scale,
+                "m1": self.m1, "m2": self.m2, "m3": self.m3,
+                "center_initializer": keras.initializers.serialize(self.center_initializer)}
+
+
+def ArcFace(num_classes, scale=64.0, margin=0.5, **kwargs):
+    """Additive angular margin (Deng et al. 2019): target scale*cos(theta + margin)."""
+    return MarginHead(num_classes, scale=scale, m1=1.0, m2=margin, m3=0.0, **kwargs)
+
+
+def CosFace(num_classes, scale=64.0, margin=0.35, **kwargs):
+    """Additive cosine margin (Wang et al. 2018): target scale*(cos(theta) - margin)."""
+    return MarginHead(num_classes, scale=scale, m1=1.0, m2=0.0, m3=margin, **kwargs)
+
+
+def SphereFace(num_classes, scale=64.0, margin=4.0, **kwargs):
+    """Multiplicative angular margin (Liu et al. 2017) on normalised features: cos(m*theta)."""
+    return MarginHead(num_classes, scale=scale, m1=margin, m2=0.0, m3=0.0, **kwargs)
