@@ -27,7 +27,7 @@ $(VENV)/.testdeps: $(VENV)/.runtime requirements-test.txt
 setup: $(VENV)/.runtime
 
 demo: setup
-	$(PY) -m tfmargin.cli.demo $(DEMO_FLAGS)
+	$(PY) -m tfmargin.cli.demo --flagfile=flags/demo.cfg $(DEMO_FLAGS)
 
 test: $(VENV)/.testdeps test-tf test-jax
 

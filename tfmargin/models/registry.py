@@ -28,8 +28,9 @@ def register_backbone(name, builder):
     _BACKBONES[name] = builder
 
 
-def build_backbone(name, **kwargs):
-    """Build a registered backbone, e.g. build_backbone("iresnet50", embedding_size=512)."""
+def build_backbone(name, /, **kwargs):
+    """Build a registered backbone, e.g. build_backbone("iresnet50", embedding_size=512).
+    `name` is positional-only, so `name=` in kwargs names the Keras model."""
     try:
         builder = _BACKBONES[name]
     except KeyError:

@@ -1,0 +1,29 @@
+"""Every benchmark row runs in quick mode and returns a well-formed record."""
+
+import json
+
+import pytest
+
+from tfmargin.bench import row_modules
+from tfmargin.bench.common import markdown_table, write_result
+
+
+def test_train_step_row_quick(tmp_path):
+    record = row_modules()["train_step"].run(quick=True)
+    assert record["name"] == "train_step" and record["unit"] == "images/s"
+    assert record["value"] > 0 and record["baseline_value"] > 0
+    assert record["ratio"] == pytest.approx(record["value"] / record["baseline_value"])
+    path = write_result(record, tmp_path)
+    assert json.loads(open(path).read())["details"]["num_classes"] == 500
+    table = markdown_table([record])
+    assert "train_step" in table.splitlines()[2]
+
+
+def test_goal_direction():
+    from tfmargin.bench.common import result
+    fast = result("x", subject="a", baseline="b", value=2.0, baseline_value=10.0, unit="s",
+                  higher_is_better=False, goal=0.42)
+    assert fast["ratio"] == pytest.approx(0.2) and fast["met"] is True
+    slow = result("x", subject="a", baseline="b", value=1.0, baseline_value=2.0, unit="img/s",
+                  higher_is_better=True, goal=0.8)
+    assert slow["met"] is False
