@@ -27,3 +27,13 @@ def test_goal_direction():
     slow = result("x", subject="a", baseline="b", value=1.0, baseline_value=2.0, unit="img/s",
                   higher_is_better=True, goal=0.8)
     assert slow["met"] is False
+
+
+def test_data_pipeline_row_quick():
+    record = row_modules()["data_pipeline"].run(quick=True)
+    assert record["name"] == "data_pipeline" and record["value"] > 0 and record["baseline_value"] > 0
+    assert record["ratio"] == pytest.approx(record["value"] / record["baseline_value"])
+
+
+def test_every_row_is_discovered():
+    assert {"train_step", "data_pipeline", "synthetic_generation", "identification"} <= set(row_modules())

@@ -1,9 +1,10 @@
 """What every benchmark row shares: the machine description, the result record, the table."""
 
-import json
 import os
 import platform
 import time
+
+from tfmargin.atomic import write_json
 
 
 def machine_info():
@@ -57,14 +58,7 @@ def result(name, *, subject, baseline, value, baseline_value, unit, higher_is_be
 
 def write_result(record, directory):
     """Write bench/results/<name>.json atomically (a killed run leaves the old file intact)."""
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, f"{record['name']}.json")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
+    return write_json(os.path.join(directory, f"{record['name']}.json"), record, sort_keys=True)
 
 
 def _fmt(x):

@@ -3,9 +3,6 @@
     python -m tfmargin.cli.demo --flagfile=flags/demo.cfg
 """
 
-import json
-import os
-
 from absl import app, flags
 
 FLAGS = flags.FLAGS
@@ -41,15 +38,12 @@ def format_report(r):
 def main(argv):
     del argv
     from tfmargin import demo
+    from tfmargin.atomic import write_json
 
     results = demo.run(teacher=FLAGS.teacher, num_classes=FLAGS.classes, per_class=FLAGS.per_class,
                        epochs=FLAGS.epochs, teacher_epochs=FLAGS.teacher_epochs, batch_size=FLAGS.batch_size, seed=FLAGS.seed)
     print(format_report(results))
-    os.makedirs(os.path.dirname(FLAGS.output) or ".", exist_ok=True)
-    tmp = FLAGS.output + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(results, f, indent=2)
-    os.replace(tmp, FLAGS.output)
+    write_json(FLAGS.output, results)
     print(f"\nwritten: {FLAGS.output}")
 
 

@@ -1,0 +1,218 @@
+"""RecordIO: writer -> reader round trips checked against an independent byte-level parser."""
+
+import os
+import struct
+
+import numpy as np
+import pytest
+
+from tfmargin.data.recordio import (MAGIC, LabelError, RecordIO, RecordIOError, RecordIOWriter,
+                                    write_insightface_dataset)
+
+MAGIC_BYTES = struct.pack("<I", MAGIC)
+
+
+def reference_parse(rec_path):
+    """Independent reader written from dmlc-core's RecordIOReader::NextRecord: a list of
+    (offset, payload) in file order."""
+    data = open(rec_path, "rb").read()
+    out, pos = [], 0
+    while pos < len(data):
+        start = pos
+        payload = b""
+        while True:
+            magic, lrec = struct.unpack("<II", data[pos:pos + 8])
+            assert magic == MAGIC
+            cflag, length = lrec >> 29, lrec & ((1 << 29) - 1)
+            payload += data[pos + 8:pos + 8 + length]
+            pos += 8 + ((length + 3) // 4) * 4
+            if cflag in (0, 3):
+                break
+            payload += MAGIC_BYTES
+        out.append((start, payload))
+    return out
+
+
+def ir_unpack(payload):
+    flag, label, rid, id2 = struct.unpack("<IfQQ", payload[:24])
+    labels = struct.unpack(f"<{flag}f", payload[24:24 + 4 * flag]) if flag else ()
+    return flag, label, labels, rid, payload[24 + 4 * flag:]
+
+
+def test_split_record_layout_and_round_trip(tmp_path):
+    # In the payload (24-byte IRHeader + body) the magic sits at aligned offsets 24, 32, 44
+    # (-> a 4-part record) and once at the unaligned offset 37, which must NOT split.
+    body = (MAGIC_BYTES + b"abcd" + MAGIC_BYTES + b"x" + MAGIC_BYTES + b"yyy" + MAGIC_BYTES
+            + b"tail!")
+    path = str(tmp_path / "t.rec")
+    with RecordIOWriter(path) as w:
+        w.write(b"plain", 3)
+        w.write(body, 7)
+    raw = open(path, "rb").read()
+    # Second record starts after record 0: 8 + 24 + 5 -> padded to 40 bytes.
+    flags = []
+    pos = 40
+    while pos < len(raw):
+        magic, lrec = struct.unpack_from("<II", raw, pos)
+        assert magic == MAGIC
+        flags.append(lrec >> 29)
+        length = lrec & ((1 << 29) - 1)
+        pos += 8 + ((length + 3) // 4) * 4
+        if flags[-1] in (0, 3):
+            break
+    payload = b"\0" * 24 + body
+    aligned = [i for i in range(0, len(payload) - 3, 4) if payload[i:i + 4] == MAGIC_BYTES]
+    assert aligned == [24, 32, 44]
+    assert flags == [1, 2, 2, 3]
+    parsed = reference_parse(path)
+    assert [ir_unpack(p)[-1] for _, p in parsed] == [b"plain", body]
+    with RecordIO(path) as r:
+        assert r.read(1).image == body and r.read(1).label == 7
+        assert r.read(0).image == b"plain" and r.read(0).label == 3
+        assert [rec.image for rec in r.scan()] == [b"plain", body]
+
+
+def test_idx_matches_file_and_random_access_equals_scan(tmp_path, rng):
+    path = str(tmp_path / "train.rec")
+    images = [rng.bytes(int(n)) for n in rng.integers(1, 300, size=40)]
+    labels = rng.integers(0, 9, size=40)
+    with RecordIOWriter(path) as w:
+        for img, lab in zip(images, labels):
+            w.write(img, int(lab))
+    parsed = reference_parse(path)
+    idx = [tuple(map(int, line.split("\t"))) for line in open(tmp_path / "train.idx")]
+    assert [off for _, off in idx] == [off for off, _ in parsed]
+    assert [k for k, _ in idx] == list(range(40))
+    with RecordIO(path) as r:
+        assert len(r) == 40 and r.header is None
+        order = rng.permutation(40)
+        for k in order:
+            rec = r.read(int(k))
+            assert rec.image == images[k] and rec.label == labels[k] and rec.labels == ()
+        scanned = list(r.scan())
+        assert [(s.key, s.image, s.label) for s in scanned] == [
+            (r.read(k).key, r.read(k).image, r.read(k).label) for k in r.keys()]
+    os.remove(tmp_path / "train.idx")  # sequential iteration works without the .idx
+    with RecordIO(path) as r:
+        assert [rec.image for rec in r] == images
+        with pytest.raises(RecordIOError, match="needs the .idx"):
+            r.read(0)
+
+
+def test_insightface_header_records(tmp_path, rng):
+    items = [(lab, rng.bytes(50)) for lab in [2, 0, 1, 0, 2, 2, 1]]
+    n = write_insightface_dataset(str(tmp_path), items, image_size=112)
+    assert n == 7
+    assert open(tmp_path / "property").read().strip() == "3,112,112"
+    parsed = reference_parse(str(tmp_path / "train.rec"))
+    idx = {int(k): int(o) for k, o in (line.split("\t") for line in open(tmp_path / "train.idx"))}
+    by_offset = dict(parsed)
+    head = ir_unpack(by_offset[idx[0]])
+    # Record 0: flag 2, [first identity key, end key], empty body (insightface's face2rec2).
+    assert head[0] == 2 and head[2] == (8.0, 11.0) and head[-1] == b""
+    ranges = [ir_unpack(by_offset[idx[k]])[2] for k in range(8, 11)]
+    assert ranges == [(1.0, 3.0), (3.0, 5.0), (5.0, 8.0)]  # grouped: 0,0 | 1,1 | 2,2,2
+    with RecordIO(str(tmp_path / "train.rec")) as r:
+        assert r.header == (8, 11) and r.num_classes == 3
+        assert r.keys().tolist() == list(range(1, 8)) and len(r) == 7
+        assert r.labels().tolist() == [0, 0, 1, 1, 2, 2, 2]
+        assert r.identity_ranges().tolist() == [[1, 3], [3, 5], [5, 8]]
+        expected = sorted(items, key=lambda t: t[0])  # stable grouping
+        assert [rec.image for rec in r] == [img for _, img in expected]
+        assert len(r.record_keys()) == 11
+    # Without the .idx, iteration still yields only the images (header records have no body).
+    os.remove(tmp_path / "train.idx")
+    with RecordIO(str(tmp_path / "train.rec")) as r:
+        assert [rec.label for rec in r] == [0, 0, 1, 1, 2, 2, 2]
+
+
+def test_multi_float_labels(tmp_path):
+    path = str(tmp_path / "m.rec")
+    emb = np.linspace(-1, 1, 6).astype(np.float32)
+    with RecordIOWriter(path) as w:
+        w.write(b"img0", labels=[4.0, *emb])             # insightface: class first
+    with RecordIO(path) as r:
+        rec = r.read(0)
+        assert rec.flag == 7 and rec.label == 4
+        np.testing.assert_array_equal(np.float32(rec.labels[1:]), emb)
+    path2 = str(tmp_path / "md.rec")
+    with RecordIOWriter(path2, label_index=-1) as w:      # MarginDistillation: class last
+        w.write(b"img1", labels=[*emb, 5.0])
+    with RecordIO(path2, label_index=-1) as r:
+        assert r.read(0).label == 5
+    payload = reference_parse(path2)[0][1]
+    flag, label, labels, _, body = ir_unpack(payload)
+    assert flag == 7 and label == 0.0 and labels[-1] == 5.0 and body == b"img1"
+
+
+def test_truncated_file_reports_offset(tmp_path):
+    path = str(tmp_path / "t.rec")
+    with RecordIOWriter(path) as w:
+        w.write(b"a" * 100, 0)
+        w.write(b"b" * 100, 1)
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.truncate(size - 30)
+    second = reference_parse_offsets(tmp_path / "t.idx")[1]
+    with RecordIO(path) as r:
+        assert r.read(0).image == b"a" * 100
+        with pytest.raises(RecordIOError, match=f"truncated record at byte offset {second}"):
+            r.read(1)
+        with pytest.raises(RecordIOError, match="truncated"):
+            list(r.scan())
+
+
+def reference_parse_offsets(idx_path):
+    return [int(line.split("\t")[1]) for line in open(idx_path)]
+
+
+def test_bad_magic_and_bad_idx(tmp_path):
+    path = str(tmp_path / "t.rec")
+    with RecordIOWriter(path) as w:
+        w.write(b"a" * 10, 0)
+        w.write(b"b" * 10, 1)
+    with open(tmp_path / "t.idx", "w") as f:
+        f.write("0\t0\n1\t4\n")
+    with RecordIO(path) as r:
+        with pytest.raises(RecordIOError, match="bad magic .* at byte offset 4"):
+            r.read(1)
+    with open(tmp_path / "t.idx", "w") as f:
+        f.write("0\t0\n1\t99999\n")
+    with pytest.raises(RecordIOError, match="record 1 points at byte offset 99999"):
+        RecordIO(path)
+
+
+def test_label_out_of_range_names_record(tmp_path):
+    path = str(tmp_path / "train.rec")
+    with RecordIOWriter(path) as w:
+        w.write(b"x", 0)
+        w.write(b"y", 5)
+    with open(tmp_path / "property", "w") as f:
+        f.write("3,112,112\n")
+    with RecordIO(path) as r:
+        assert r.read(0).label == 0
+        with pytest.raises(LabelError, match="record 1 has label 5"):
+            r.read(1)
+    with pytest.raises(LabelError, match="outside 0..1"):
+        with RecordIOWriter(str(tmp_path / "w.rec"), num_classes=2) as w:
+            w.write(b"z", 2)
+
+
+def test_failed_write_keeps_existing_files(tmp_path):
+    path = str(tmp_path / "train.rec")
+    with RecordIOWriter(path, header=True) as w:
+        w.write(b"old", 0)
+    before = open(path, "rb").read(), open(tmp_path / "train.idx").read()
+    with pytest.raises(RuntimeError):
+        with RecordIOWriter(path, header=True) as w:
+            w.write(b"new", 0)
+            raise RuntimeError("boom")
+    assert (open(path, "rb").read(), open(tmp_path / "train.idx").read()) == before
+    assert sorted(os.listdir(tmp_path)) == ["property", "train.idx", "train.rec"]
+    # Identities not consecutive with header=True: refused at close, old files intact.
+    with pytest.raises(ValueError, match="identity 0 are not consecutive"):
+        with RecordIOWriter(path, header=True) as w:
+            w.write(b"a", 0)
+            w.write(b"b", 1)
+            w.write(b"c", 0)
+    assert open(path, "rb").read() == before[0]

@@ -1,0 +1,132 @@
+"""TFRecord shards: converter output read back by an independent path, and the pipeline on them."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.data.conftest import image_index, make_images
+from tfmargin.data.convert import convert_to_tfrecord
+from tfmargin.data.images import CorruptImageError, encode_png
+from tfmargin.data.pipeline import train_dataset
+from tfmargin.data.recordio import RecordIO
+from tfmargin.data.tfrecord import TFRecordShardWriter, tfrecord_dataset
+
+
+def raw_examples(directory):
+    """Every record of every shard, parsed with the protobuf API (not parse_example)."""
+    out = []
+    for name in sorted(os.listdir(directory)):
+        if name.endswith(".tfrecord"):
+            for raw in tf.data.TFRecordDataset(os.path.join(directory, name)):
+                f = tf.train.Example.FromString(raw.numpy()).features.feature
+                out.append((name, f["key"].bytes_list.value[0].decode(),
+                            f["image"].bytes_list.value[0], f["label"].int64_list.value[0],
+                            np.float32(f["teacher"].float_list.value),
+                            np.float32(f["teacher_flip"].float_list.value)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def shards(small_rec, tmp_path_factory):
+    rng = np.random.default_rng(3)
+    teacher = rng.normal(size=(40, 5)).astype(np.float32)
+    teacher_flip = rng.normal(size=(40, 5)).astype(np.float32)
+    out = tmp_path_factory.mktemp("shards")
+    summary = convert_to_tfrecord(small_rec["path"], str(out), num_shards=3, teacher=teacher,
+                                  teacher_flip=teacher_flip, seed=0, progress=False)
+    return {"dir": str(out), "teacher": teacher, "teacher_flip": teacher_flip,
+            "summary": summary}
+
+
+def test_converter_output(small_rec, shards):
+    assert shards["summary"]["written"] == 40 and shards["summary"]["skipped_corrupt"] == 0
+    meta = json.load(open(os.path.join(shards["dir"], "dataset.json")))
+    assert meta["num_examples"] == 40 and meta["num_classes"] == 8 and meta["teacher_dim"] == 5
+    assert meta["teacher_flip"] is True and sum(meta["counts"]) == 40 and len(meta["shards"]) == 3
+    records = raw_examples(shards["dir"])
+    keys = [int(k) for _, k, *_ in records]
+    assert sorted(keys) == list(range(1, 41)) and keys != sorted(keys)  # shuffled on write
+    with RecordIO(small_rec["path"]) as rec:
+        for _, key, image, label, t, tf_ in records:
+            r = rec.read(int(key))
+            assert image == r.image and label == r.label
+            np.testing.assert_array_equal(t, shards["teacher"][int(key) - 1])
+            np.testing.assert_array_equal(tf_, shards["teacher_flip"][int(key) - 1])
+    parsed = list(tfrecord_dataset(shards["dir"]))
+    assert len(parsed) == 40 and set(parsed[0]) == {"image", "label", "key", "teacher",
+                                                    "teacher_flip"}
+
+
+def test_pipeline_on_shards(small_rec, shards):
+    ds = train_dataset(shards["dir"], 8, seed=2, flip=True)
+    assert int(ds.cardinality()) == 5 and ds.teacher_dim == 5 and ds.num_classes == 8
+    seen, flipped = [], 0
+    for feats, y in ds:
+        for img, lab, emb in zip(feats["image"].numpy(), y.numpy(), feats["teacher"].numpy()):
+            i = image_index(img)
+            seen.append(i)
+            ref = (small_rec["images"][i].astype(np.float64) - 127.5) / 127.5
+            assert lab == small_rec["labels"][i]
+            if np.allclose(img, ref[:, ::-1], atol=1e-6):
+                flipped += 1
+                np.testing.assert_array_equal(emb, shards["teacher_flip"][i])
+            else:
+                np.testing.assert_allclose(img, ref, atol=1e-6)
+                np.testing.assert_array_equal(emb, shards["teacher"][i])
+    assert sorted(seen) == list(range(40)) and 5 < flipped < 35
+    again = [image_index(x) for f, _ in train_dataset(shards["dir"], 8, seed=2, flip=True)
+             for x in f["image"].numpy()]
+    assert again == seen  # deterministic with a seed
+    no_teacher = train_dataset(shards["dir"], 8, teacher=False)
+    assert "teacher" not in no_teacher.element_spec[0]
+
+
+@pytest.mark.parametrize("workers", [3, 2])  # file sharding (3), record sharding (2)
+def test_sharding(shards, workers):
+    parts = []
+    for w in range(workers):
+        ds = train_dataset(shards["dir"], 2, num_shards=workers, shard_index=w, seed=1,
+                           drop_remainder=False)
+        parts.append([image_index(x) for f, _ in ds for x in f["image"].numpy()])
+    assert sorted(sum(parts, [])) == list(range(40))
+
+
+def _write(directory, images, labels, num_classes=None):
+    with TFRecordShardWriter(directory, 1, num_classes=num_classes) as w:
+        for i, (img, lab) in enumerate(zip(images, labels)):
+            w.write(img, lab, key=f"k{i}")
+
+
+def test_label_out_of_range_names_record(tmp_path):
+    imgs = [encode_png(x) for x in make_images(3, [0, 1, 2])]
+    _write(str(tmp_path), imgs, [0, 7, 1], num_classes=3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="record k1 has label 7, outside 0..2"):
+        list(train_dataset(str(tmp_path), 1, shuffle=False))
+
+
+def test_corrupt_images_in_shards(tmp_path):
+    imgs = [encode_png(x) for x in make_images(6, [0] * 6)]
+    imgs[2] = b"\xff\xd8\xff broken"
+    _write(str(tmp_path), imgs, [0] * 6)
+    ds = train_dataset(str(tmp_path), 2, shuffle=False, drop_remainder=False)
+    got = [image_index(x) for f, _ in ds for x in f["image"].numpy()]
+    assert got == [0, 1, 3, 4, 5] and ds.stats.skipped == 1
+    with pytest.raises(tf.errors.InvalidArgumentError, match="record k2: corrupt image"):
+        list(train_dataset(str(tmp_path), 2, shuffle=False, strict=True))
+
+
+def test_converter_skips_or_stops_on_corrupt(tmp_path):
+    from tfmargin.data.recordio import RecordIOWriter
+    rec = str(tmp_path / "in" / "train.rec")
+    with RecordIOWriter(rec, header=True) as w:
+        for i, img in enumerate(make_images(4, [0, 0, 1, 1])):
+            w.write(encode_png(img) if i != 1 else b"junk", i // 2)
+    summary = convert_to_tfrecord(rec, str(tmp_path / "out"), progress=False)
+    assert (summary["read"], summary["written"], summary["skipped_corrupt"]) == (4, 3, 1)
+    with pytest.raises(CorruptImageError, match="record 2: corrupt image"):
+        convert_to_tfrecord(rec, str(tmp_path / "out2"), progress=False, strict=True)
+    assert not os.path.exists(tmp_path / "out2" / "dataset.json")  # nothing half-written kept
+    assert not [n for n in os.listdir(tmp_path / "out2") if n.endswith(".tfrecord")]

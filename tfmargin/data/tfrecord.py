@@ -1,0 +1,185 @@
+"""TFRecord shards of face images, optionally with the teacher's embeddings.
+
+Each record is a tf.train.Example with
+  image         bytes   the encoded image (JPEG as in the .rec it came from)
+  label         int64   class id
+  key           bytes   where it came from (the .rec key or the folder path), for messages
+  teacher       float*D the teacher's embedding of the image (optional)
+  teacher_flip  float*D the teacher's embedding of the horizontally flipped image (optional)
+Shards are named `{prefix}-00000-of-00008.tfrecord`; `dataset.json` beside them records the
+counts, num_classes, the teacher dimension and whether flipped embeddings are present.
+"""
+
+import glob
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from tfmargin.atomic import AllOrNothing, write_json
+
+METADATA = "dataset.json"
+
+
+def shard_name(prefix, index, count):
+    return f"{prefix}-{index:05d}-of-{count:05d}.tfrecord"
+
+
+def make_example(image, label, key="", teacher=None, teacher_flip=None):
+    """Serialized tf.train.Example bytes of one record."""
+    feature = {
+        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[bytes(image)])),
+        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+        "key": tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(key).encode()])),
+    }
+    if teacher is not None:
+        feature["teacher"] = tf.train.Feature(
+            float_list=tf.train.FloatList(value=np.asarray(teacher, np.float32).reshape(-1)))
+    if teacher_flip is not None:
+        feature["teacher_flip"] = tf.train.Feature(
+            float_list=tf.train.FloatList(value=np.asarray(teacher_flip, np.float32).reshape(-1)))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+class TFRecordShardWriter(AllOrNothing):
+    """Writes records round-robin into `num_shards` shards plus `dataset.json`, atomically.
+
+        with TFRecordShardWriter("shards/", num_shards=8, num_classes=1000) as w:
+            w.write(jpeg, label, key, teacher=emb, teacher_flip=emb_flip)
+    """
+
+    def __init__(self, output_dir, num_shards=1, *, prefix="train", num_classes=None,
+                 image_size=112, source=None):
+        if num_shards < 1:
+            raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+        self.output_dir = os.fspath(output_dir)
+        os.makedirs(self.output_dir, exist_ok=True)
+        self.prefix = prefix
+        self.num_shards = num_shards
+        self.num_classes = num_classes
+        self.image_size = image_size
+        self.source = source
+        self.names = [shard_name(prefix, i, num_shards) for i in range(num_shards)]
+        self._tmp = [os.path.join(self.output_dir, n + ".tmp") for n in self.names]
+        self._writers = [tf.io.TFRecordWriter(p) for p in self._tmp]
+        self.counts = [0] * num_shards
+        self.teacher_dim = None
+        self.has_teacher_flip = None
+        self._max_label = -1
+        self._closed = False
+
+    @property
+    def count(self):
+        return sum(self.counts)
+
+    def write(self, image, label, key="", teacher=None, teacher_flip=None):
+        dim = None if teacher is None else int(np.size(teacher))
+        if self.count == 0:
+            self.teacher_dim, self.has_teacher_flip = dim, teacher_flip is not None
+        elif dim != self.teacher_dim or (teacher_flip is not None) != self.has_teacher_flip:
+            raise ValueError(f"{self.output_dir}: record {key} has teacher dim {dim} / "
+                             f"teacher_flip {teacher_flip is not None}, unlike the records "
+                             f"before it ({self.teacher_dim} / {self.has_teacher_flip})")
+        if teacher_flip is not None and int(np.size(teacher_flip)) != dim:
+            raise ValueError(f"{self.output_dir}: record {key}: teacher_flip size "
+                             f"{np.size(teacher_flip)} != teacher size {dim}")
+        shard = self.count % self.num_shards
+        self._writers[shard].write(make_example(image, label, key, teacher, teacher_flip))
+        self.counts[shard] += 1
+        self._max_label = max(self._max_label, int(label))
+
+    def close(self):
+        if self._closed:
+            return
+        self._closed = True
+        for w in self._writers:
+            w.close()
+        for tmp, name in zip(self._tmp, self.names):
+            os.replace(tmp, os.path.join(self.output_dir, name))
+        meta = {
+            "format": "tfmargin-tfrecord-v1",
+            "num_examples": self.count,
+            "num_classes": (self.num_classes if self.num_classes is not None
+                            else self._max_label + 1),
+            "image_size": self.image_size,
+            "teacher_dim": self.teacher_dim,
+            "teacher_flip": bool(self.has_teacher_flip),
+            "shards": self.names,
+            "counts": self.counts,
+            "source": self.source,
+        }
+        write_json(os.path.join(self.output_dir, METADATA), meta)
+
+    def abort(self):
+        self._closed = True
+        for w, tmp in zip(self._writers, self._tmp):
+            w.close()
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+def tfrecord_files(source):
+    """(sorted shard paths, metadata dict or None) of a directory, a glob pattern or one file."""
+    source = os.fspath(source)
+    if os.path.isdir(source):
+        directory = source
+        meta_path = os.path.join(source, METADATA)
+        meta = None
+        if os.path.exists(meta_path):
+            with open(meta_path) as f:
+                meta = json.load(f)
+            files = [os.path.join(source, n) for n in meta["shards"]]
+            missing = [f for f in files if not os.path.exists(f)]
+            if missing:
+                raise ValueError(f"{meta_path}: lists shard {missing[0]}, which does not exist")
+            return files, meta
+        files = sorted(glob.glob(os.path.join(source, "*.tfrecord")))
+    else:
+        files = sorted(glob.glob(source))
+        directory = os.path.dirname(files[0]) if files else ""
+    if not files:
+        raise ValueError(f"{source}: no TFRecord shards found")
+    meta = None
+    meta_path = os.path.join(directory, METADATA)
+    if os.path.exists(meta_path):
+        with open(meta_path) as f:
+            meta = json.load(f)
+    return files, meta
+
+
+def infer_features(files):
+    """(teacher_dim, has_teacher_flip) read from the first record when there is no metadata."""
+    for raw in tf.data.TFRecordDataset(files[:1]).take(1):
+        ex = tf.train.Example.FromString(raw.numpy())
+        feats = ex.features.feature
+        dim = len(feats["teacher"].float_list.value) if "teacher" in feats else None
+        return dim, "teacher_flip" in feats
+    return None, False
+
+
+def feature_spec(teacher_dim=None, teacher_flip=False):
+    spec = {
+        "image": tf.io.FixedLenFeature([], tf.string),
+        "label": tf.io.FixedLenFeature([], tf.int64),
+        "key": tf.io.FixedLenFeature([], tf.string, default_value=""),
+    }
+    if teacher_dim:
+        spec["teacher"] = tf.io.FixedLenFeature([teacher_dim], tf.float32)
+        if teacher_flip:
+            spec["teacher_flip"] = tf.io.FixedLenFeature([teacher_dim], tf.float32)
+    return spec
+
+
+def tfrecord_dataset(source, *, teacher=True):
+    """The reader: a Dataset of parsed records {image (encoded bytes), label int64, key,
+    teacher?, teacher_flip?} in shard order, without decoding (see pipeline.train_dataset for
+    training batches)."""
+    files, meta = tfrecord_files(source)
+    if meta is not None:
+        dim, flip = meta.get("teacher_dim"), meta.get("teacher_flip", False)
+    else:
+        dim, flip = infer_features(files)
+    spec = feature_spec(dim if teacher else None, flip)
+    ds = tf.data.TFRecordDataset(files)
+    return ds.map(lambda s: tf.io.parse_single_example(s, spec))

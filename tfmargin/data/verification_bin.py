@@ -1,0 +1,139 @@
+"""insightface verification sets (`lfw.bin`, `cfp_fp.bin`, `agedb_30.bin`, ...), read safely.
+
+The file is a pickle of `(bins, issame_list)`: 2N encoded images (pair i is bins[2i], bins[2i+1])
+and N booleans. Older files were pickled by Python 2 (str items, loaded with encoding='bytes');
+files built with cv2.imencode hold numpy uint8 arrays instead of bytes. A pickle can run any
+code when loaded, and these files come from the internet, so they are read with an unpickler
+that admits only the few globals this format needs (numpy array reconstruction and the latin-1
+bytes codec of protocol-2 pickles) and refuses everything else before it is called.
+"""
+
+import codecs
+import io
+import os
+import pickle
+
+import numpy as np
+
+from tfmargin.atomic import write_bytes
+from tfmargin.data.images import decode_images, encode_jpeg
+
+
+class UnsafePickleError(pickle.UnpicklingError, ValueError):
+    """A .bin pickle that refers to anything outside what the format needs."""
+
+
+def _latin1_encode(obj, encoding="latin1", errors="strict"):
+    # Python 3 writes bytes under protocol < 3 as _codecs.encode(str, 'latin1'); admit only that.
+    if encoding not in ("latin1", "latin-1", "iso-8859-1") or not isinstance(obj, str):
+        raise UnsafePickleError(f"_codecs.encode with encoding {encoding!r} is not allowed")
+    return codecs.encode(obj, "latin1", errors)
+
+
+def _allowed():
+    allowed = {}
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(module, "_reconstruct")] = np.ndarray.__reduce__(np.zeros(1))[0]
+        allowed[(module, "scalar")] = np.bool_(True).__reduce__()[0]
+    for module in ("numpy.core.numeric", "numpy._core.numeric"):
+        try:
+            from numpy._core.numeric import _frombuffer
+        except ImportError:  # older numpy
+            from numpy.core.numeric import _frombuffer
+        allowed[(module, "_frombuffer")] = _frombuffer
+    allowed[("numpy", "ndarray")] = np.ndarray
+    allowed[("numpy", "dtype")] = np.dtype
+    allowed[("_codecs", "encode")] = _latin1_encode
+    allowed[("__builtin__", "bytearray")] = bytearray  # only as a value holder in old pickles
+    allowed[("builtins", "bytearray")] = bytearray
+    return allowed
+
+
+_ALLOWED = _allowed()
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, file, path):
+        super().__init__(file, encoding="bytes")
+        self._path = path
+
+    def find_class(self, module, name):
+        try:
+            return _ALLOWED[(module, name)]
+        except KeyError:
+            raise UnsafePickleError(
+                f"{self._path}: refused to load {module}.{name}: a verification .bin may only "
+                "contain encoded images and booleans (the file is not what it claims)") from None
+
+    def persistent_load(self, pid):
+        raise UnsafePickleError(f"{self._path}: persistent ids are not allowed in a .bin file")
+
+
+def _as_bytes(item, i, path):
+    if isinstance(item, (bytes, bytearray)):
+        return bytes(item)
+    if isinstance(item, np.ndarray) and item.dtype == np.uint8:
+        return item.tobytes()
+    raise ValueError(f"{path}: image {i} is a {type(item).__name__}"
+                     f"{' of ' + str(item.dtype) if isinstance(item, np.ndarray) else ''}, "
+                     "expected encoded bytes or a uint8 array")
+
+
+def load_verification_encoded(path):
+    """(list of 2N encoded image bytes, issame bool array (N,)) without decoding."""
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        try:
+            obj = _RestrictedUnpickler(f, path).load()
+        except UnsafePickleError:
+            raise
+        except Exception as e:  # truncated / not a pickle
+            raise ValueError(f"{path}: not a verification .bin pickle ({type(e).__name__}: "
+                             f"{e})") from None
+    if not (isinstance(obj, (tuple, list)) and len(obj) == 2):
+        raise ValueError(f"{path}: expected a pickled (bins, issame_list) pair, got "
+                         f"{type(obj).__name__}")
+    bins, issame = obj
+    if isinstance(issame, np.ndarray):
+        issame = issame.tolist()
+    if not all(isinstance(x, (bool, int, np.bool_, np.integer)) for x in issame):
+        raise ValueError(f"{path}: issame_list must hold booleans")
+    issame = np.asarray(issame, dtype=bool).reshape(-1)
+    encoded = [_as_bytes(item, i, path) for i, item in enumerate(bins)]
+    if len(encoded) != 2 * len(issame):
+        raise ValueError(f"{path}: {len(encoded)} images for {len(issame)} pairs (expected "
+                         f"{2 * len(issame)})")
+    return encoded, issame
+
+
+def load_verification_bin(path, image_size=112):
+    """(images uint8 (2N, size, size, 3) RGB, issame bool (N,)) of an insightface .bin.
+
+    Images are decoded (JPEG/PNG/BMP/GIF/WebP) and resized bilinearly when not already at
+    `image_size`, as insightface's loader does. Unsafe or malformed pickles raise an error that
+    names the file; nothing they reference is executed.
+    """
+    encoded, issame = load_verification_encoded(path)
+    images = decode_images(encoded, image_size, where=os.fspath(path))
+    return images, issame
+
+
+def save_verification_bin(path, images_or_encoded, issame, quality=95):
+    """Write `(bins, issame_list)` as insightface does (protocol 4; readable by its loader).
+
+    `images_or_encoded`: a uint8 array (2N, H, W, 3) RGB (encoded to JPEG at `quality`) or a
+    sequence of 2N encoded images (bytes, or uint8 1-D arrays as cv2.imencode returns).
+    The file is written under a temporary name and moved into place.
+    """
+    path = os.fspath(path)
+    issame = [bool(x) for x in np.asarray(issame).reshape(-1)]
+    if isinstance(images_or_encoded, np.ndarray) and images_or_encoded.ndim == 4:
+        bins = [encode_jpeg(img, quality) for img in images_or_encoded]
+    else:
+        bins = [_as_bytes(item, i, path) for i, item in enumerate(images_or_encoded)]
+    if len(bins) != 2 * len(issame):
+        raise ValueError(f"{path}: {len(bins)} images for {len(issame)} pairs (expected "
+                         f"{2 * len(issame)})")
+    buf = io.BytesIO()
+    pickle.dump((bins, issame), buf, protocol=4)
+    return write_bytes(path, buf.getvalue())
