@@ -25,17 +25,18 @@ def toy_images(num_classes, per_class, seed, size=112):
     return np.clip(images[order], -1, 1).astype("float32"), labels[order].astype("int32")
 
 
-def _classifier(backbone_name, head):
+def classifier_model(backbone_name, head):
     """backbone + head, compiled with the paper's optimiser. The MD head also reads "teacher"."""
     import keras
 
+    from tfmargin.heads import MarginDistillationHead
     from tfmargin.models import build_backbone
 
     image = keras.Input((112, 112, 3), name="image")
     label = keras.Input((), dtype="int32", name="label")
     teacher = keras.Input((512,), name="teacher")
     emb = build_backbone(backbone_name, name="backbone")(image)
-    inputs = [emb, label, teacher] if head.__class__.__name__ == "MarginDistillationHead" else [emb, label]
+    inputs = [emb, label, teacher] if isinstance(head, MarginDistillationHead) else [emb, label]
     model = keras.Model({"image": image, "label": label, "teacher": teacher}, head(inputs))
     model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=5e-4),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -62,14 +63,14 @@ def run(teacher="mbf", num_classes=40, per_class=8, epochs=4, teacher_epochs=4, 
     x = {"image": images, "label": labels, "teacher": np.zeros((len(labels), 512), "float32")}
     log(f"training the {teacher} teacher with ArcFace for {teacher_epochs} epochs ...")
     teacher_head = MarginHead(num_classes)
-    teacher_model = _classifier(teacher, teacher_head)
+    teacher_model = classifier_model(teacher, teacher_head)
     teacher_fit = teacher_model.fit(x, labels, batch_size=batch_size, epochs=teacher_epochs, verbose=0)
     # The teacher signal: its class centers and its (unflipped) embedding of every image.
     centers = keras.ops.convert_to_numpy(teacher_head.centers)
     x["teacher"] = teacher_model.get_layer("backbone").predict(images, batch_size=64, verbose=0)
     md_head = MarginDistillationHead(centers)
-    students = {"margin_distillation": _classifier("mobilefacenet", md_head),
-                "arcface": _classifier("mobilefacenet", MarginHead(num_classes))}
+    students = {"margin_distillation": classifier_model("mobilefacenet", md_head),
+                "arcface": classifier_model("mobilefacenet", MarginHead(num_classes))}
     teacher_emb = x["teacher"]
     margins = keras.ops.convert_to_numpy(md_head.margins(teacher_emb, labels))
     curves = {"teacher (ArcFace)": {"loss": teacher_fit.history["loss"],

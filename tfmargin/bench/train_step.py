@@ -19,25 +19,12 @@ MS1M_CLASSES = 85_742
 
 
 def _student(head_kind, num_classes, centers):
-    import keras
-
+    from tfmargin.demo import classifier_model
     from tfmargin.heads import MarginDistillationHead, MarginHead
-    from tfmargin.models import mobilefacenet
 
-    backbone = mobilefacenet()
-    image = keras.Input((112, 112, 3), name="image")
-    label = keras.Input((), dtype="int32", name="label")
-    teacher = keras.Input((512,), name="teacher")
-    emb = backbone(image)
-    if head_kind == "margin_distillation":
-        logits = MarginDistillationHead(centers)([emb, label, teacher])
-    else:
-        logits = MarginHead(num_classes)([emb, label])
-    model = keras.Model({"image": image, "label": label, "teacher": teacher}, logits)
-    # The paper's optimiser: SGD, momentum 0.9, weight decay 5e-4.
-    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=5e-4),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return model
+    head = (MarginDistillationHead(centers) if head_kind == "margin_distillation"
+            else MarginHead(num_classes))
+    return classifier_model("mobilefacenet", head)  # SGD 0.9 momentum, weight decay 5e-4
 
 
 def run(quick=False, batch_size=None, repeats=None, **_):

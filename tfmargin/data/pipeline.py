@@ -11,8 +11,9 @@ Training data flow (every stage parallel, nothing waits on Python per image):
                    inside its chunk, so no other error can be swallowed) -> rebatch ->
                    [-1, 1] float32 in one pass (Dequantize) -> prefetch
 
-Measured on this 2-core machine (bench row data_pipeline): the pipeline costs about 1.2x the
-CPU time per image of a bare tf.io.decode_jpeg loop (ratio 0.83 per core).
+Measured on this 2-core machine (bench row data_pipeline, 2026-11-27): the pipeline costs about
+1.3-1.45x the CPU time per image of a bare tf.io.decode_jpeg loop (ratio 0.68-0.77 per core; the
+goal is 0.8), and 2 threads deliver about 2.5x the 1-thread rate.
 
 Corrupt images are counted in `dataset.stats` (a PipelineStats); the Keras callback from
 `skipped_images_report` prints the count at the end of each epoch. With strict=True the first
@@ -312,7 +313,8 @@ def train_dataset(source, batch_size, *, image_size=112, shuffle=True, shuffle_b
         flipping is turned off (logged).
     shuffle: .rec / folders get a full permutation per epoch; TFRecord shards a shuffled shard
         order and a `shuffle_buffer`-record buffer.
-    seed: makes the order and the flips reproducible (deterministic defaults to True then).
+    seed: makes the order and the flips reproducible (deterministic defaults to True then, and
+        also when shuffle=False, so an unshuffled stream keeps the source's order).
     input_context: a tf.distribute.InputContext (from distribute_datasets_from_function): this
         worker's shard of the data and the per-replica batch size. num_shards/shard_index do
         the same by hand.
@@ -337,8 +339,8 @@ def train_dataset(source, batch_size, *, image_size=112, shuffle=True, shuffle_b
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     if not 0 <= shard_index < num_shards:
         raise ValueError(f"shard_index {shard_index} not in 0..{num_shards - 1}")
-    if deterministic is None:
-        deterministic = seed is not None
+    if deterministic is None:  # an unshuffled stream keeps the source's order
+        deterministic = seed is not None or not shuffle
     stats = stats or PipelineStats()
     kind = source_kind(source)
     where = os.fspath(source)
