@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from tfmargin.evaluate.artifacts import Embedder, load_embedder
+from tfmargin.evaluate.vectors import unit_rows
 
 __all__ = ["Embedder", "embed", "load_embedder"]
 
@@ -112,5 +113,4 @@ def embed(model, images, batch_size=128, flip=True, verbose=False, label="embedd
             progress.update(start + m)
     if out is None:
         return np.zeros((0, 0), np.float32)
-    norms = np.linalg.norm(out.astype(np.float64), axis=1, keepdims=True)
-    return (out / np.maximum(norms, 1e-12)).astype(np.float32)
+    return unit_rows(out.astype(np.float64)).astype(np.float32)

@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from tfmargin.atomic import atomic_path
+from tfmargin.evaluate.vectors import unit_rows
 
 
 def _figure(width=6.4, height=4.8):
@@ -77,9 +78,7 @@ def center_angles(embeddings, labels, centers):
     if labels.size and (labels.min() < 0 or labels.max() >= c.shape[0]):
         raise ValueError(f"center_angles: labels must be in [0, {c.shape[0]}), got "
                          f"[{labels.min()}, {labels.max()}]")
-    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-    c = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
-    cos = np.einsum("nd,nd->n", e, c[labels])
+    cos = np.einsum("nd,nd->n", unit_rows(e), unit_rows(c)[labels])
     return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 

@@ -26,6 +26,7 @@ import dataclasses
 import numpy as np
 
 from tfmargin.evaluate.roc import default_fars, roc_curve, tar_at_far
+from tfmargin.evaluate.vectors import unit_rows
 
 INSIGHTFACE_THRESHOLDS = np.arange(0, 4, 0.01)  # calculate_roc's grid (squared L2 distance)
 INSIGHTFACE_VAL_THRESHOLDS = np.arange(0, 4, 0.001)  # calculate_val's grid
@@ -100,9 +101,7 @@ def squared_distances(embeddings1, embeddings2):
                          "arrays of the same shape")
     if not (np.all(np.isfinite(e1)) and np.all(np.isfinite(e2))):
         raise ValueError("embeddings contain NaN or infinity")
-    e1 = e1 / np.maximum(np.linalg.norm(e1, axis=1, keepdims=True), 1e-12)
-    e2 = e2 / np.maximum(np.linalg.norm(e2, axis=1, keepdims=True), 1e-12)
-    return np.sum(np.square(e1 - e2), axis=1)
+    return np.sum(np.square(unit_rows(e1) - unit_rows(e2)), axis=1)
 
 
 def _accepted_counts(cut, issame, folds_of, folds, num_cuts):
