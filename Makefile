@@ -9,7 +9,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
 # Test files whose tests run under both Keras backends (marked `backends`).
-JAX_TEST_PATHS := tests/heads tests/losses tests/models tests/evaluate/test_callback.py
+JAX_TEST_PATHS := tests/heads tests/losses tests/models tests/train tests/evaluate/test_callback.py
 
 .PHONY: setup demo test test-tf test-jax bench clean
 

@@ -36,4 +36,11 @@ def test_data_pipeline_row_quick():
 
 
 def test_every_row_is_discovered():
-    assert {"train_step", "data_pipeline", "synthetic_generation", "identification"} <= set(row_modules())
+    assert {"train_step", "data_pipeline", "synthetic_generation", "identification", "export"} <= set(row_modules())
+
+
+def test_export_row_quick():
+    record = row_modules()["export"].run(quick=True)
+    assert record["name"] == "export" and record["value"] > 0 and record["baseline_value"] > 0
+    assert record["ratio"] == pytest.approx(record["value"] / record["baseline_value"])
+    assert record["met"] == (record["ratio"] <= 0.45)

@@ -18,6 +18,27 @@ def reference(img):
     return (img.astype(np.float64) - 127.5) / 127.5
 
 
+def bilinear(img, size):
+    """float64 bilinear resize with half-pixel centres (tf.image.resize's default), rounded."""
+    def axis(n_in):
+        x = (np.arange(size) + 0.5) * (n_in / size) - 0.5
+        lo = np.floor(x)
+        return (np.clip(lo, 0, n_in - 1).astype(int), np.clip(lo + 1, 0, n_in - 1).astype(int),
+                x - lo)
+    y0, y1, wy = axis(img.shape[0])
+    x0, x1, wx = axis(img.shape[1])
+    img = img.astype(np.float64)
+    rows = img[y0] * (1 - wy)[:, None, None] + img[y1] * wy[:, None, None]
+    out = rows[:, x0] * (1 - wx)[None, :, None] + rows[:, x1] * wx[None, :, None]
+    return np.clip(np.round(out), 0, 255)
+
+
+def assert_resized(got, img, size=112):
+    want = reference(bilinear(img, size))
+    diff = np.abs(got - want)
+    assert diff.max() <= 1 / 127.5 + 1e-6 and np.mean(diff < 1e-6) > 0.99  # ties at .5 only
+
+
 def collect(ds):
     out = {"index": [], "image": [], "label": [], "teacher": [], "y": []}
     for feats, y in ds:
@@ -234,3 +255,54 @@ def test_stats_object():
     s.add_skipped(4)
     with pytest.raises(ValueError, match="5 images in a row failed to decode"):
         s.add_skipped(1)
+
+
+def test_other_sizes_are_resized_in_source_order(tmp_path):
+    # Training-size PNGs with two of another size and a corrupt one in the same chunk: the
+    # inline path drops both kinds, the general path resizes the odd ones back in place.
+    rng = np.random.default_rng(4)
+    sizes = {3: (100, 120), 7: (130, 90)}
+    imgs = [rng.integers(0, 256, sizes.get(i, (112, 112)) + (3,), dtype=np.uint8)
+            for i in range(10)]
+    path = str(tmp_path / "train.rec")
+    with RecordIOWriter(path) as w:
+        for i, img in enumerate(imgs):
+            w.write(b"corrupt" if i == 5 else encode_png(img), i % 3)
+    ds = train_dataset(path, 4, shuffle=False, drop_remainder=False)
+    feats = [f for f, _ in ds]
+    images = np.concatenate([f["image"].numpy() for f in feats])
+    labels = np.concatenate([f["label"].numpy() for f in feats]).tolist()
+    order = [i for i in range(10) if i != 5]
+    assert labels == [i % 3 for i in order] and ds.stats.skipped == 1
+    for got, i in zip(images, order):
+        if i in sizes:
+            assert_resized(got, imgs[i])
+        else:
+            np.testing.assert_allclose(got, reference(imgs[i]), atol=1e-6)
+
+
+def test_source_of_another_size_and_flip(tmp_path):
+    rng = np.random.default_rng(5)
+    imgs = rng.integers(0, 256, (6, 90, 90, 3), dtype=np.uint8)
+    path = str(tmp_path / "train.rec")
+    with RecordIOWriter(path) as w:
+        for i, img in enumerate(imgs):
+            w.write(encode_png(img), 0)
+    got = collect(train_dataset(path, 3, image_size=64, shuffle=False, flip=True, seed=2))
+    flipped = 0
+    for img, ref in zip(got["image"], imgs):
+        assert img.shape == (64, 64, 3)
+        want = bilinear(ref, 64)
+        if np.array_equal(np.round(img * 127.5 + 127.5), want[:, ::-1]) and not np.array_equal(
+                want, want[:, ::-1]):
+            flipped += 1
+            img = img[:, ::-1]
+        assert_resized(img, ref, 64)
+    assert 0 < flipped < 6
+
+
+def test_endless_stream_keeps_order_across_epochs(small_rec):
+    # 40 images in chunks of 64 (batch 16): chunks straddle epochs, batches stay full.
+    ds = train_dataset(small_rec["path"], 16, shuffle=False, repeat=True)
+    got = collect(ds.take(6))["index"]
+    assert got == list(range(40)) * 2 + list(range(16))

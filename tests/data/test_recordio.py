@@ -216,3 +216,62 @@ def test_failed_write_keeps_existing_files(tmp_path):
             w.write(b"b", 1)
             w.write(b"c", 0)
     assert open(path, "rb").read() == before[0]
+
+
+def test_read_packed_matches_reference_parser(tmp_path, rng):
+    # Plain, split (magic inside), empty-bodied and multi-float records, plus the header and
+    # identity records of an insightface dataset: every key against the byte-level reference.
+    path = str(tmp_path / "train.rec")
+    split_body = b"ab" + b"\0\0" + MAGIC_BYTES + rng.bytes(33)  # magic at aligned offset 28
+    images = [rng.bytes(int(n)) for n in rng.integers(1, 200, size=12)] + [split_body]
+    with RecordIOWriter(path, header=True) as w:
+        for i, img in enumerate(images):
+            w.write(img, i // 4)
+    assert w.split_records == 1
+    with RecordIOWriter(str(tmp_path / "m.rec")) as w:  # class = labels[0], 5 floats each
+        for i in range(5):
+            w.write(rng.bytes(20 + i), labels=[float(i % 3), *rng.normal(size=4)])
+    by_offset = dict(reference_parse(path))
+    offsets = {int(k): int(o) for k, o in (ln.split("\t") for ln in open(tmp_path / "train.idx"))}
+    with RecordIO(path) as r:
+        keys = np.concatenate([rng.permutation(r.keys()), [0, r.header[0]]])  # + meta records
+        data, starts, lengths, labels = r.read_packed(keys)
+        assert starts.dtype == lengths.dtype == np.int64 and labels.dtype == np.int32
+        for key, s, n, label in zip(keys, starts, lengths, labels):
+            flag, scalar, floats, _, body = ir_unpack(by_offset[offsets[int(key)]])
+            meta = flag == 2 and not body
+            assert data[s:s + n] == body
+            assert label == (0 if meta else int(floats[0] if flag else scalar))
+        assert r.read_many(keys[:3]) == [(r.read(int(k)).image, r.read(int(k)).label)
+                                         for k in keys[:3]]
+        empty = r.read_packed([])
+        assert empty[0] == b"" and len(empty[1]) == len(empty[3]) == 0
+        with pytest.raises(KeyError, match="no record with key 999"):
+            r.read_packed([1, 999])
+    with RecordIO(str(tmp_path / "m.rec")) as r:
+        data, starts, lengths, labels = r.read_packed([4, 0, 2])
+        assert labels.tolist() == [1, 0, 2]
+        assert [data[s:s + n] for s, n in zip(starts, lengths)] == [r.read(k).image
+                                                                    for k in (4, 0, 2)]
+
+
+def test_read_packed_errors_name_the_record(tmp_path):
+    path = str(tmp_path / "t.rec")
+    with RecordIOWriter(path) as w:
+        w.write(b"a" * 100, 0)
+        w.write(b"b" * 100, 1)
+        w.write(b"c" * 100, 7)
+    with open(tmp_path / "property", "w") as f:
+        f.write("3,112,112\n")
+    with RecordIO(path) as r:
+        assert r.read_packed([1, 0])[3].tolist() == [1, 0]
+        with pytest.raises(LabelError, match="record 2 has label 7, outside 0..2"):
+            r.read_packed([0, 2])
+    offsets = reference_parse_offsets(tmp_path / "t.idx")
+    with open(path, "r+b") as f:
+        f.truncate(offsets[2] - 30)
+    with open(tmp_path / "t.idx", "w") as f:
+        f.write(f"0\t{offsets[0]}\n1\t{offsets[1]}\n")
+    with RecordIO(path) as r:
+        with pytest.raises(RecordIOError, match=f"truncated record at byte offset {offsets[1]}"):
+            r.read_packed([0, 1])

@@ -159,3 +159,25 @@ def test_errors_name_the_problem(artifacts, tmp_path):
         load_embedder(str(tmp_path))
     with pytest.raises(ValueError, match=r"expected images \(N, H, W, 3\)"):
         embed(a["model"], np.zeros((2, 112, 112), np.uint8))
+
+
+def test_dedupe_runs_each_distinct_image_once_and_matches_full_embedding():
+    rng = np.random.default_rng(11)
+    photos = rng.integers(0, 256, (5, 112, 112, 3), dtype=np.uint8)
+    order = np.array([0, 1, 0, 2, 3, 1, 4, 4, 2, 0])  # pairs reuse photos, as .bin files do
+    images = photos[order]
+    weights = rng.normal(size=(112 * 112 * 3, 16))
+    seen = []
+
+    def model(x):  # a linear "network" on float [-1, 1] batches, counting what it is shown
+        seen.append(int(np.any(np.asarray(x) != 0, axis=(1, 2, 3)).sum()))  # not padding
+        return np.asarray(x, np.float64).reshape(len(x), -1) @ weights
+
+    full = embed(model, images, batch_size=4)
+    seen.clear()
+    deduped = embed(model, images, batch_size=4, dedupe=True)
+    assert sum(seen) == 2 * len(photos)  # 5 photos and their mirror images, nothing more
+    x = (images.astype(np.float64) - 127.5) / 127.5
+    reference = _normalize(x.reshape(len(x), -1) @ weights + x[:, :, ::-1].reshape(len(x), -1) @ weights)
+    np.testing.assert_allclose(deduped, reference, atol=1e-5)
+    np.testing.assert_allclose(deduped, full, atol=1e-6)

@@ -12,6 +12,16 @@ flags.DEFINE_string("output_dir", "bench/results", "Where each row's JSON is wri
 flags.DEFINE_bool("quick", False, "Tiny problem sizes to check the code path; not for reporting.")
 flags.DEFINE_integer("batch_size", None, "Batch size for rows that train or stream (row default if unset).")
 flags.DEFINE_integer("repeats", None, "Timed repetitions for rows that take it (row default if unset).")
+flags.DEFINE_string("model", None, "A trained model (.keras) for rows that measure one (export: "
+                    "fills the accuracy columns; default: the demo's student when it exists).")
+flags.DEFINE_string("test_bin", None, "Held-out verification .bin for rows that measure accuracy.")
+
+
+def _accepts(run, name):
+    import inspect
+
+    params = inspect.signature(run).parameters
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def main(argv):
@@ -24,12 +34,14 @@ def main(argv):
     unknown = [r for r in wanted if r not in modules]
     if unknown:
         raise app.UsageError(f"--rows: unknown row(s) {unknown}; known: {sorted(modules)}")
-    options = {k: v for k, v in (("batch_size", FLAGS.batch_size), ("repeats", FLAGS.repeats))
+    options = {k: v for k, v in (("batch_size", FLAGS.batch_size), ("repeats", FLAGS.repeats),
+                                 ("model", FLAGS.model), ("test_bin", FLAGS.test_bin))
                if v is not None}
     records = []
     for name in wanted:
         print(f"[bench] {name}: {modules[name].DESCRIPTION}", flush=True)
-        record = modules[name].run(quick=FLAGS.quick, **options)
+        run = modules[name].run
+        record = run(quick=FLAGS.quick, **{k: v for k, v in options.items() if _accepts(run, k)})
         if not FLAGS.quick:
             write_result(record, FLAGS.output_dir)
         records.append(record)

@@ -31,6 +31,11 @@ flags.DEFINE_integer("batch_size", 64, "Batch size.")
 flags.DEFINE_float("learning_rate", 0.1, "Peak learning rate (SGD, momentum 0.9).")
 flags.DEFINE_float("scale", 64.0, "ArcFace scale s.")
 flags.DEFINE_float("margin", 0.5, "ArcFace additive angular margin m.")
+flags.DEFINE_list("others", [], "Further backbones trained and scored the same way.")
+flags.DEFINE_enum("feed", None, ["tfdata", "numpy"], "Training input: tf.data, or the set "
+                  "decoded into memory (default where TensorFlow is missing, e.g. JAX on a GPU).")
+flags.DEFINE_string("save_dir", None, "Save each trained classifier (backbone + ArcFace head) "
+                    "here as NAME.keras.")
 flags.DEFINE_bool("model_free_only", False, "Only the pixel and Fisherface baselines.")
 flags.DEFINE_string("output", None, "Write the report as JSON here (default: "
                     "DATA/calibration.json).")
@@ -56,7 +61,8 @@ def main(argv):
         report = calibrate(data, larger=FLAGS.larger, smaller=FLAGS.smaller, steps=FLAGS.steps,
                            seconds=FLAGS.seconds, batch_size=FLAGS.batch_size,
                            learning_rate=FLAGS.learning_rate, scale=FLAGS.scale,
-                           margin=FLAGS.margin, seed=FLAGS.seed)
+                           margin=FLAGS.margin, seed=FLAGS.seed, others=FLAGS.others,
+                           feed=FLAGS.feed, save_dir=FLAGS.save_dir)
     text = json.dumps(report, indent=2)
     print(text)
     output = FLAGS.output or os.path.join(data, "calibration.json")

@@ -1,50 +1,101 @@
-"""`make demo`: run the pipeline as far as it exists and print the results.
+"""`make demo`: the paper end to end on the embedded synthetic dataset (tfmargin/demo.py).
 
-    python -m tfmargin.cli.demo --flagfile=flags/demo.cfg
+    python -m tfmargin.cli.demo --flagfile=flags/demo.cfg                 # MD vs ArcFace student
+    python -m tfmargin.cli.demo --flagfile=flags/demo.cfg --methods=all   # + every baseline
+    python -m tfmargin.cli.demo --flagfile=flags/bench_synthetic.cfg      # every method x 3 seeds
 """
+
+import sys
 
 from absl import app, flags
 
+from tfmargin.demo import DemoConfig, ORDER
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string("teacher", "mbf", "Teacher backbone (a tfmargin.models name).")
-flags.DEFINE_integer("teacher_epochs", 4, "Epochs for the teacher.")
-flags.DEFINE_integer("classes", 40, "Number of toy classes.")
-flags.DEFINE_integer("per_class", 8, "Images per class.")
-flags.DEFINE_integer("epochs", 4, "Epochs for each student.")
-flags.DEFINE_integer("batch_size", 32, "Batch size.")
-flags.DEFINE_integer("seed", 0, "Random seed.")
-flags.DEFINE_string("output", "savedmodels/demo/results.json", "Where the results JSON goes.")
+_D = DemoConfig()
+flags.DEFINE_string("output", _D.output_dir, "Results, students and the int8 export go here.")
+flags.DEFINE_string("data", _D.data_dir, "Synthetic dataset directory (generated when absent "
+                    "or made with other settings).")
+flags.DEFINE_integer("identities", _D.identities, "Synthetic identities.")
+flags.DEFINE_integer("images_per_identity", _D.images_per_identity, "Images per identity.")
+flags.DEFINE_integer("data_seed", _D.data_seed, "Seed of the synthetic dataset.")
+flags.DEFINE_string("difficulty", _D.difficulty, "easy | medium | hard | 'NUISANCE,LIKENESS'.")
+flags.DEFINE_string("teacher", _D.teacher, "Teacher classifier .keras (backbone + ArcFace "
+                    "head), or 'train' to train one first.")
+flags.DEFINE_string("teacher_backbone", _D.teacher_backbone, "Backbone of a --teacher=train "
+                    "teacher (and the label of the shipped one).")
+flags.DEFINE_integer("teacher_steps", _D.teacher_steps, "Steps of a --teacher=train teacher.")
+flags.DEFINE_integer("teacher_softmax_warmup_steps", _D.teacher_softmax_warmup_steps,
+                     "Margin-free softmax steps of a --teacher=train teacher.")
+flags.DEFINE_list("methods", list(_D.methods), f"Student methods, or 'all': {', '.join(ORDER)}.")
+flags.DEFINE_string("student_backbone", _D.student_backbone, "Student backbone.")
+flags.DEFINE_list("seeds", [str(s) for s in _D.seeds], "Training seeds; each method runs once "
+                  "per seed.")
+flags.DEFINE_integer("batch_size", _D.batch_size, "Batch size.")
+flags.DEFINE_integer("steps", _D.steps, "Training steps per student.")
+flags.DEFINE_integer("steps_per_epoch", _D.steps_per_epoch, "Steps between validations.")
+flags.DEFINE_float("lr", _D.lr, "Peak learning rate (cosine schedule).")
+flags.DEFINE_integer("lr_warmup_steps", _D.lr_warmup_steps, "Linear LR warm-up steps.")
+flags.DEFINE_integer("softmax_warmup_steps", _D.softmax_warmup_steps, "Margin-free softmax "
+                     "steps at the start of the margin-based students.")
+flags.DEFINE_bool("export_int8", _D.export_int8, "Export the best student to int8 TFLite.")
+flags.DEFINE_integer("calibration_images", _D.calibration_images, "int8 calibration images.")
 
 
-def format_report(r):
-    lines = ["## Model sizes", "", "| backbone | parameters | trainable | MACs (112x112) |", "|---|---|---|---|"]
-    for name, s in r["sizes"].items():
-        lines.append(f"| {name} | {s['params'] / 1e6:.2f} M | {s['trainable'] / 1e6:.2f} M | {s['macs'] / 1e6:.0f} M |")
-    m = r["margins"]
-    lines += ["", f"Per-sample MarginDistillation margins: min {m['min']:.3f}, mean {m['mean']:.3f}, "
-              f"max {m['max']:.3f} (m_min 0.2, m_max 0.5)",
-              f"Teacher centers unchanged by training: {r['centers_frozen']}", "",
-              "## Training loss and training-set accuracy per epoch (students: same batches, same schedule)", "",
-              "| epoch | " + " | ".join(r["curves"]) + " |", "|---|" + "---|" * len(r["curves"])]
-    for epoch in range(max(len(c["loss"]) for c in r["curves"].values())):
-        cells = [f"{c['loss'][epoch]:.3f} (acc {c['accuracy'][epoch]:.2f})" if epoch < len(c["loss"])
-                 else "" for c in r["curves"].values()]
-        lines.append(f"| {epoch + 1} | " + " | ".join(cells) + " |")
-    lines += ["", f"{r['data']['images']} toy images, {r['data']['classes']} classes, "
-              f"wall time {r['seconds']:.0f} s"]
-    return "\n".join(lines)
+def config_from_flags():
+    """DemoConfig from the flags; ValueError('--flag: ...') on the first bad one."""
+    import os
+
+    methods = list(ORDER) if FLAGS.methods == ["all"] else FLAGS.methods
+    for m in methods:
+        if m not in ORDER:
+            raise ValueError(f"--methods: unknown method {m!r}; known: {', '.join(ORDER)}, all")
+    if any(m.startswith("triplet") for m in methods) and "arcface" not in methods:
+        raise ValueError("--methods: the triplet methods fine-tune the ArcFace student; "
+                         "add arcface")
+    try:
+        seeds = tuple(int(s) for s in FLAGS.seeds)
+    except ValueError:
+        raise ValueError(f"--seeds: expected integers, got {','.join(FLAGS.seeds)}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds: expected distinct integers, got {','.join(FLAGS.seeds)}")
+    for name in ("identities", "images_per_identity", "batch_size", "steps", "steps_per_epoch",
+                 "teacher_steps", "calibration_images"):
+        if getattr(FLAGS, name) <= 0:
+            raise ValueError(f"--{name}: must be > 0, got {getattr(FLAGS, name)}")
+    if FLAGS.steps % FLAGS.steps_per_epoch:
+        raise ValueError(f"--steps: {FLAGS.steps} is not a multiple of --steps_per_epoch "
+                         f"{FLAGS.steps_per_epoch}")
+    if FLAGS.teacher != "train" and not os.path.isfile(FLAGS.teacher):
+        raise ValueError(f"--teacher: {FLAGS.teacher} does not exist (or use --teacher=train)")
+    return DemoConfig(
+        output_dir=FLAGS.output, data_dir=FLAGS.data, identities=FLAGS.identities,
+        images_per_identity=FLAGS.images_per_identity, data_seed=FLAGS.data_seed,
+        difficulty=FLAGS.difficulty, teacher=FLAGS.teacher,
+        teacher_backbone=FLAGS.teacher_backbone, teacher_steps=FLAGS.teacher_steps,
+        teacher_softmax_warmup_steps=FLAGS.teacher_softmax_warmup_steps,
+        methods=tuple(methods), student_backbone=FLAGS.student_backbone, seeds=seeds,
+        batch_size=FLAGS.batch_size, steps=FLAGS.steps, steps_per_epoch=FLAGS.steps_per_epoch,
+        lr=FLAGS.lr, lr_warmup_steps=FLAGS.lr_warmup_steps,
+        softmax_warmup_steps=FLAGS.softmax_warmup_steps, export_int8=FLAGS.export_int8,
+        calibration_images=FLAGS.calibration_images)
 
 
 def main(argv):
     del argv
-    from tfmargin import demo
-    from tfmargin.atomic import write_json
+    try:
+        config = config_from_flags()
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    import os
 
-    results = demo.run(teacher=FLAGS.teacher, num_classes=FLAGS.classes, per_class=FLAGS.per_class,
-                       epochs=FLAGS.epochs, teacher_epochs=FLAGS.teacher_epochs, batch_size=FLAGS.batch_size, seed=FLAGS.seed)
-    print(format_report(results))
-    write_json(FLAGS.output, results)
-    print(f"\nwritten: {FLAGS.output}")
+    from tfmargin import demo
+
+    results = demo.run(config)
+    print()
+    print(demo.format_results(results))
+    print(f"\nwritten: {os.path.join(config.output_dir, 'results.md')}, results.json, roc.png")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,16 @@
 
 Everything decodes with TensorFlow's `DecodeImage` op (libjpeg-turbo for JPEG; PNG, BMP, GIF and
 WebP too), so a file reads the same in a conversion loop and in the training pipeline.
+On a machine without TensorFlow (the lent GPU hosts run Keras on JAX), `decode_images` falls
+back to Pillow's libjpeg, so `.rec` and `.bin` files still read there.
 """
 
 import numpy as np
-import tensorflow as tf
+
+try:
+    import tensorflow as tf
+except ImportError:  # JAX-only machine
+    tf = None
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
@@ -52,6 +58,8 @@ def decode_images(encoded, size=112, where="images"):
     n = len(encoded)
     if n == 0:
         return np.zeros((0, size, size, 3), np.uint8)
+    if tf is None:
+        return _decode_images_pillow(encoded, size, where)
     ds = tf.data.Dataset.from_tensor_slices(tf.constant(list(encoded), tf.string))
     ds = ds.map(lambda b: resize_tensor(decode_tensor(b), size),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(256)
@@ -62,6 +70,23 @@ def decode_images(encoded, size=112, where="images"):
     for i, data in enumerate(encoded):  # find the culprit for the message
         decode_image(data, f"{where}: image {i}")
     raise CorruptImageError(f"{where}: cannot decode images")  # pragma: no cover
+
+
+def _decode_images_pillow(encoded, size, where):
+    import io
+
+    from PIL import Image
+
+    out = np.empty((len(encoded), size, size, 3), np.uint8)
+    for i, data in enumerate(encoded):
+        try:
+            image = Image.open(io.BytesIO(bytes(data))).convert("RGB")
+        except Exception as e:  # Pillow raises several types for bad data
+            raise CorruptImageError(f"{where}: image {i}: cannot decode image ({e})") from None
+        if image.size != (size, size):
+            image = image.resize((size, size), Image.BILINEAR)
+        out[i] = np.asarray(image)
+    return out
 
 
 def encode_jpeg(image, quality=95):

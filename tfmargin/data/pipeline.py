@@ -3,17 +3,23 @@ verification pairs from an insightface .bin.
 
 Training data flow (every stage parallel, nothing waits on Python per image):
 
-  .rec / folders:  per-epoch permutation of positions (stateless, seeded) -> chunks of 64 ->
-                   Python chunk reader (one file handle, os.pread; GIL released during I/O)
+  .rec / folders:  per-epoch permutation of positions (stateless, seeded) -> chunks of one
+                   batch -> Python chunk reader (os.pread per record, headers parsed with
+                   numpy; the chunk crosses into TensorFlow as one buffer, cut by Substr)
   TFRecord:        per pass: shuffled shard list -> interleaved TFRecordDataset -> shuffle
-                   buffer -> chunks of 64 -> vectorised parse_example
+                   buffer -> chunks of one batch -> vectorised parse_example
   then:            parallel per-chunk decode (+ optional flip; a corrupt image is dropped
-                   inside its chunk, so no other error can be swallowed) -> rebatch ->
-                   [-1, 1] float32 in one pass (Dequantize) -> prefetch
+                   inside its chunk, so no other error can be swallowed) -> rebatch (slices
+                   whole-batch chunks, no copy) -> [-1, 1] float32 in one pass (Dequantize)
+                   -> prefetch
 
-Measured on this 2-core machine (bench row data_pipeline, 2026-11-27): the pipeline costs about
-1.3-1.45x the CPU time per image of a bare tf.io.decode_jpeg loop (ratio 0.68-0.77 per core; the
-goal is 0.8), and 2 threads deliver about 2.5x the 1-thread rate.
+Where the CPU goes (bench row data_pipeline, bench/results/data_pipeline.json, 2 shared
+cores): about 165 us per image against 174 us for a Python tf.io.decode_jpeg loop (ratio 1.05;
+it was 0.67-0.77 with per-image hand-offs to the inter-op pool). JPEG decoding is ~55-60% of it:
+each image is decoded inline by the single-threaded executor. The float conversion of a batch
+is the next item, 13-28 us per image (a 256-image float32 batch is 38.5 MB, written once, and
+the baseline produces no float at all), then the chunk copy (~8 us), the nested per-image
+dataset (~10 us) and the record reader (~4.5 us).
 
 Corrupt images are counted in `dataset.stats` (a PipelineStats); the Keras callback from
 `skipped_images_report` prints the count at the end of each epoch. With strict=True the first
@@ -134,6 +140,8 @@ def _indexed_chunks(src, positions, *, shuffle, flip, seed, repeat, read_chunk, 
         return tf.data.Dataset.from_tensor_slices((perm, flips)).batch(read_chunk)
 
     def read(positions_chunk):
+        # One bytes buffer per chunk (split into images by Substr below): no per-image Python
+        # objects cross into TensorFlow.
         if teacher_from_labels:
             images, labels, teachers = [], [], []
             for i in positions_chunk:
@@ -143,12 +151,15 @@ def _indexed_chunks(src, positions, *, shuffle, flip, seed, repeat, read_chunk, 
                 emb = list(float_labels)
                 del emb[label_index]
                 teachers.append(emb)
+            lengths = np.fromiter(map(len, images), np.int64, len(images))
+            packed = (b"".join(images), np.cumsum(lengths) - lengths, lengths,
+                      np.asarray(labels, np.int32))
         else:
-            pairs = src.read_many(positions_chunk)
-            images, labels = [p[0] for p in pairs], [p[1] for p in pairs]
+            packed = src.read_packed(positions_chunk)
+        data, starts, lengths, labels = packed
         # Keys only name records in strict-mode errors; skip the work otherwise.
         keys = [src.key(int(i)).encode() if strict else b"" for i in positions_chunk]
-        out = [_object_array(list(images)), np.asarray(labels, np.int32), _object_array(keys)]
+        out = [np.array(data, dtype=object), starts, lengths, labels, _object_array(keys)]
         if teacher is not None:
             out.append(np.asarray(teacher[positions_chunk], np.float32))
             if teacher_flip is not None:
@@ -157,7 +168,7 @@ def _indexed_chunks(src, positions, *, shuffle, flip, seed, repeat, read_chunk, 
             out.append(np.asarray(teachers, np.float32).reshape(len(positions_chunk), dim))
         return out
 
-    tout = [tf.string, tf.int32, tf.string]
+    tout = [tf.string, tf.int64, tf.int64, tf.int32, tf.string]
     if with_teacher:
         tout.append(tf.float32)
         if teacher_flip is not None:
@@ -165,18 +176,25 @@ def _indexed_chunks(src, positions, *, shuffle, flip, seed, repeat, read_chunk, 
 
     def read_chunk_fn(perm, flips):
         outs = tf.numpy_function(read, [perm], tout, stateful=True)
-        chunk = {"image": outs[0], "label": outs[1], "key": outs[2], "flip": flips}
-        for t in outs[:3]:
+        data, starts, lengths = outs[0], outs[1], outs[2]
+        data.set_shape([])
+        chunk = {"image": tf.strings.substr(data, starts, lengths), "label": outs[3],
+                 "key": outs[4], "flip": flips}
+        for t in (chunk["image"], chunk["label"], chunk["key"]):
             t.set_shape([None])
         if with_teacher:
-            outs[3].set_shape([None, dim])
-            chunk["teacher"] = outs[3]
+            outs[5].set_shape([None, dim])
+            chunk["teacher"] = outs[5]
             if teacher_flip is not None:
-                outs[4].set_shape([None, dim])
-                chunk["teacher_flip"] = outs[4]
+                outs[6].set_shape([None, dim])
+                chunk["teacher_flip"] = outs[6]
         return chunk
 
+    # Endless streams carry an epoch's short last chunk over into the next epoch's, so every
+    # chunk is full and batches stay aligned with chunks (rebatch then slices without copying).
     ds = _epoch_seeds(seed, repeat).flat_map(epoch)
+    if repeat:
+        ds = ds.rebatch(read_chunk)
     return ds.map(read_chunk_fn, num_parallel_calls=AUTOTUNE, deterministic=deterministic), dim
 
 
@@ -239,40 +257,82 @@ def _tfrecord_chunks(source, *, shuffle, shuffle_buffer, flip, seed, repeat, rea
     return ds, dim, has_flip, num_classes
 
 
-def _decoder(image_size, do_flip, swap_teacher, strict, where, teacher_dim, stats):
+def _inline_map(ds, fn):
+    """ds.map(fn) with fn run inline by the single-threaded executor: no hand-off to the
+    inter-op thread pool per call, which costs more CPU than the map's own overhead for a
+    one-op function like a JPEG decode. fn must be free of control flow (tf.cond, loops).
+    Falls back to plain map where TensorFlow lacks the private constructor."""
+    try:
+        from tensorflow.python.data.ops.map_op import _MapDataset
+        return _MapDataset(ds, fn, use_inter_op_parallelism=False, preserve_cardinality=True)
+    except (ImportError, TypeError):  # pragma: no cover - other TensorFlow versions
+        return ds.map(fn)
+
+
+def _collect(items, empty):
+    """(index, image) of a nested per-image dataset whose failures were dropped: all of them
+    in one tensor pair (one op, no per-image thread hand-offs); `empty` when none is left."""
+    both = items.batch(1 << 30).concatenate(tf.data.Dataset.from_tensors(empty))
+    return both.take(1).get_single_element()
+
+
+def _decoder(image_size, do_flip, swap_teacher, strict, where, stats, exact=True):
     """Map function: a chunk of encoded records -> its decodable images, decoded.
 
-    The chunk is decoded inside a small nested dataset whose `ignore_errors` can only see decode
-    failures (the chunk is already in memory; reader and label errors happen upstream and
-    propagate). The images are collected with get_single_element, so a chunk is one op with no
-    per-image thread hand-offs. The chunk's count of corrupt images rides on its first image
+    Every image is decoded inside a small nested dataset whose `ignore_errors` can only see
+    decode failures (the chunk is already in memory; reader and label errors happen upstream
+    and propagate). With `exact` (the source's images have the training size, the usual case)
+    that dataset runs decode (+ flip) inline on the calling thread and fails an image of
+    another size too; any image it drops is retried by the general path, which resizes images
+    of another size, so only truly corrupt images end up missing. Without `exact` every image
+    takes the general path. The chunk's count of corrupt images rides on its first image
     (`skipped`) and is counted when that image is delivered in a batch; a chunk with no
     decodable image at all is counted right away. In strict mode a missing image is an error
     naming its record.
     """
-    def decode_one(e):
-        image = resize_tensor(decode_tensor(e["image"]), image_size)
-        if do_flip:
-            image = tf.cond(e["flip"], lambda: tf.reverse(image, [1]), lambda: image)
-        out = {"label": e["label"], "image": image}
-        if "teacher" in e:
-            out["teacher"] = (tf.where(e["flip"], e["teacher_flip"], e["teacher"])
-                              if swap_teacher else e["teacher"])
-        return out
+    empty = (tf.zeros([0], tf.int64), tf.zeros([0, image_size, image_size, 3], tf.uint8))
 
-    def empty_batch():
-        out = {"label": tf.zeros([0], tf.int32),
-               "image": tf.zeros([0, image_size, image_size, 3], tf.uint8)}
-        if teacher_dim:
-            out["teacher"] = tf.zeros([0, teacher_dim], tf.float32)
-        return tf.zeros([0], tf.int64), out
+    def flipped(image, flip):
+        # Reverse along width when flip, else along no axis: one op, no control flow.
+        return tf.reverse(image, tf.range(tf.cast(flip, tf.int32)) + 1)
+
+    def decode_exact(i, data, *flip):
+        image = tf.ensure_shape(decode_tensor(data), [image_size, image_size, 3])
+        return i, flipped(image, *flip) if do_flip else image
+
+    def decode_any(i, data, *flip):
+        image = resize_tensor(decode_tensor(data), image_size)
+        return i, flipped(image, *flip) if do_flip else image
+
+    def items(index, images, flips):
+        parts = (index, images, flips) if do_flip else (index, images)
+        return tf.data.Dataset.from_tensor_slices(parts)
+
+    def general(index, images, flips):
+        return _collect(items(index, images, flips).map(decode_any).ignore_errors(), empty)
+
+    def retry(images, flips, index, decoded):
+        # The images the exact path dropped (another size, or corrupt), in chunk order.
+        n = tf.shape(images, out_type=tf.int64)[0]
+        present = tf.scatter_nd(index[:, None], tf.ones_like(index), [n])
+        missing = tf.where(tf.equal(present, 0))[:, 0]
+        more_index, more = general(missing, tf.gather(images, missing), tf.gather(flips, missing))
+        index = tf.concat([index, more_index], 0)
+        order = tf.argsort(index)
+        return tf.gather(index, order), tf.gather(tf.concat([decoded, more], 0), order)
 
     def decode_chunk(chunk):
-        size = tf.shape(chunk["label"], out_type=tf.int64)[0]
-        items = tf.data.Dataset.from_tensor_slices((tf.range(size), chunk))
-        decoded = items.map(lambda i, e: (i, decode_one(e))).ignore_errors()
-        decoded = decoded.batch(1 << 30).concatenate(tf.data.Dataset.from_tensors(empty_batch()))
-        index, out = decoded.take(1).get_single_element()
+        images, flips = chunk["image"], chunk["flip"]
+        size = tf.shape(images, out_type=tf.int64)[0]
+        positions = tf.range(size)
+        if exact:
+            fast = _inline_map(items(positions, images, flips), decode_exact).ignore_errors()
+            index, decoded = _collect(fast, empty)
+            index, decoded = tf.cond(
+                tf.equal(tf.shape(index, out_type=tf.int64)[0], size),
+                lambda: (index, decoded), lambda: retry(images, flips, index, decoded))
+        else:
+            index, decoded = general(positions, images, flips)
         k = tf.shape(index, out_type=tf.int64)[0]
         checks = []
         if strict:
@@ -286,16 +346,49 @@ def _decoder(image_size, do_flip, swap_teacher, strict, where, teacher_dim, stat
                 stats.add_skipped, [size], tf.int64, stateful=True),
                 lambda: tf.constant(0, tf.int64)))
         with tf.control_dependencies(checks):
-            out["skipped"] = tf.where(tf.equal(tf.range(k), 0), size - k, tf.constant(0, tf.int64))
+            out = {"image": tf.identity(decoded), "label": tf.gather(chunk["label"], index),
+                   "skipped": tf.where(tf.equal(tf.range(k), 0), size - k,
+                                       tf.constant(0, tf.int64))}
+        if "teacher" in chunk:
+            teacher = chunk["teacher"]
+            if swap_teacher:
+                teacher = tf.where(flips[:, None], chunk["teacher_flip"], teacher)
+            out["teacher"] = tf.gather(teacher, index)
         return out
 
     return decode_chunk
 
 
+def _sample_image(source, kind, src):
+    """The encoded bytes of the source's first image, or None where it cannot be read."""
+    try:
+        if kind == "tfrecord":
+            files, _ = tfrecord_files(source)
+            spec = {"image": tf.io.FixedLenFeature([], tf.string)}
+            for raw in tf.data.TFRecordDataset(files[:1]).take(1):
+                return tf.io.parse_single_example(raw, spec)["image"].numpy()
+            return None
+        data, starts, lengths, _ = src.read_packed([0])
+        return data[starts[0]:starts[0] + lengths[0]]
+    except Exception:  # noqa: BLE001 - bad data is reported, by record, when it is streamed
+        return None
+
+
+def _sizes_match(encoded, image_size):
+    """Whether a sample image of the source has the training size (picks the decode path)."""
+    if not encoded:
+        return True
+    try:
+        shape = decode_tensor(tf.constant(encoded)).shape
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, ValueError):
+        return True  # a corrupt sample says nothing; the exact path handles any size anyway
+    return tuple(shape[:2]) == (image_size, image_size)
+
+
 def train_dataset(source, batch_size, *, image_size=112, shuffle=True, shuffle_buffer=10_000,
                   flip=False, teacher=None, teacher_flip=None, seed=None, deterministic=None,
                   drop_remainder=True, input_context=None, num_shards=1, shard_index=0,
-                  strict=False, num_classes=None, label_index=0, repeat=False, read_chunk=64,
+                  strict=False, num_classes=None, label_index=0, repeat=False, read_chunk=None,
                   prefetch=AUTOTUNE, stats=None):
     """Training batches `({"image", "label", "teacher"?}, label)` ready for `model.fit`.
 
@@ -327,6 +420,9 @@ def train_dataset(source, batch_size, *, image_size=112, shuffle=True, shuffle_b
         (known cardinality), and images skipped as corrupt are made up from the next
         permutation. Without it the last batch may be short.
     repeat: loop over epochs forever (each with a fresh permutation).
+    read_chunk: records read and decoded together (default: the batch size, at least 64 and
+        at most 1024, as a multiple of the batch size below 64); a chunk is the unit of
+        parallel work.
 
     The returned dataset has `.stats` (PipelineStats), `.num_examples` (images per epoch for
     this shard), `.num_classes` and `.teacher_dim`.
@@ -341,6 +437,9 @@ def train_dataset(source, batch_size, *, image_size=112, shuffle=True, shuffle_b
         raise ValueError(f"shard_index {shard_index} not in 0..{num_shards - 1}")
     if deterministic is None:  # an unshuffled stream keeps the source's order
         deterministic = seed is not None or not shuffle
+    if read_chunk is None:  # whole batches per chunk: rebatch then slices, never copies
+        read_chunk = (min(batch_size, 1024) if batch_size >= 64
+                      else -(-64 // batch_size) * batch_size)
     stats = stats or PipelineStats()
     kind = source_kind(source)
     where = os.fspath(source)
@@ -394,6 +493,8 @@ def train_dataset(source, batch_size, *, image_size=112, shuffle=True, shuffle_b
             teacher_from_labels=from_labels, deterministic=deterministic, strict=strict)
         has_flip = teacher_flip_arr is not None
 
+    exact = _sizes_match(_sample_image(source, kind, src if kind != "tfrecord" else None),
+                         image_size)
     do_flip = bool(flip)
     if flip and dim and not has_flip:
         log.warning("%s: flip turned off: the teacher embeddings have no flipped counterpart "
@@ -402,10 +503,12 @@ def train_dataset(source, batch_size, *, image_size=112, shuffle=True, shuffle_b
     stats.where = where
     if endless:
         stats.give_up_after = max(num_examples or 0, 10 * read_chunk) + batch_size
-    decode_chunk = _decoder(image_size, do_flip, do_flip and bool(dim), strict, where, dim,
-                            stats)
+    decode_chunk = _decoder(image_size, do_flip, do_flip and bool(dim), strict, where, stats,
+                            exact)
     ds = chunks.map(decode_chunk, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-    ds = ds.rebatch(batch_size, drop_remainder=drop_remainder)  # one copy, no unbatch
+    # Slices of whole-batch chunks (no copy); only a chunk cut short by a corrupt image
+    # makes it copy.
+    ds = ds.rebatch(batch_size, drop_remainder=drop_remainder)
     if fixed_epoch:
         # take() of an endless stream always yields them all (or give_up_after raises).
         ds = ds.take(num_examples // batch_size).apply(

@@ -155,6 +155,8 @@ class RecordIO:
         len(reader), reader.num_classes          # images, identities
         rec = reader.read(reader.keys()[0])      # Record(key, label, labels, image, ...)
         for rec in reader: ...                   # image records only, in key order
+        reader.read_many(keys)                   # [(image bytes, class id)]
+        data, starts, lengths, labels = reader.read_packed(keys)  # one buffer (tf.data)
 
     `keys()` / `len()` / iteration cover image records only (the header record 0 and the
     identity records of insightface datasets are excluded); `record_keys()` lists every key of
@@ -179,7 +181,6 @@ class RecordIO:
         self.size = os.fstat(self._fd).st_size
         self._offset_of = None
         self._span_of = None
-        self._fast = None
         self.header = None  # (first_identity_key, end_key) of an insightface header record
         self._image_keys = None
         if idx_path is not None:
@@ -194,7 +195,13 @@ class RecordIO:
             # One read per record: the bytes up to the next record's offset (or the file end).
             ends = np.sort(np.unique(np.append(offsets, self.size)))
             nxt = ends[np.minimum(np.searchsorted(ends, offsets, side="right"), len(ends) - 1)]
-            self._span_of = dict(zip(keys.tolist(), (nxt - offsets).tolist()))
+            spans = nxt - offsets
+            self._span_of = dict(zip(keys.tolist(), spans.tolist()))
+            # The same index as sorted arrays, for vectorised lookups (read_packed); a key listed
+            # twice keeps its last offset, as the dicts do.
+            last = len(keys) - 1 - np.unique(keys[::-1], return_index=True)[1]
+            self._sorted_keys, self._sorted_offsets = keys[last], offsets[last]
+            self._sorted_spans = spans[last]
             self._record_keys = np.sort(keys)
             if 0 in self._offset_of:
                 flag, _, labels, _, _, image = self._payload_fields(0)
@@ -290,37 +297,72 @@ class RecordIO:
         return self._make_record(key, self._payload_fields(key))
 
     def read_many(self, keys):
-        """[(image bytes, class id)] for `keys`: the tf.data reader's fast path, one pread per
-        record; anything unusual (split or truncated records) goes through read()."""
-        if self._fast is None:
-            self._fast = {k: (self._offset_of[k], self._span_of[k]) for k in self._offset_of}
-        out = []
-        unpack = struct.unpack_from
-        for key in keys:
-            key = int(key)
-            try:
-                offset, span = self._fast[key]
-            except KeyError:
-                raise KeyError(f"{self.path}: no record with key {key}") from None
-            buf = self._pread(span, offset)
-            if len(buf) >= 8 + IR_SIZE:
-                magic, lrec = unpack("<II", buf, 0)
-                end = 8 + (lrec & _LENGTH_MASK)
-                if magic == MAGIC and lrec >> 29 == 0 and end <= len(buf):
-                    flag, label, _, _ = unpack(_IR_FORMAT, buf, 8)
-                    start = 8 + IR_SIZE + 4 * flag
-                    if start < end or (start == end and flag != 2):  # not a header record
-                        if flag > 0:
-                            at = 8 + IR_SIZE + 4 * (self.label_index % flag)
-                            label = unpack("<f", buf, at)[0]
-                        cls = int(label)
-                        if cls == label and cls >= 0 and (self.num_classes is None
-                                                          or cls < self.num_classes):
-                            out.append((buf[start:end], cls))
-                            continue
-            record = self.read(key)  # slow path: raises the precise error
-            out.append((record.image, record.label))
-        return out
+        """[(image bytes, class id)] for `keys` (see read_packed)."""
+        data, starts, lengths, labels = self.read_packed(keys)
+        return [(data[s:s + n], c) for s, n, c in
+                zip(starts.tolist(), lengths.tolist(), labels.tolist())]
+
+    def read_packed(self, keys):
+        """The images and class ids of `keys` in one buffer, for the tf.data reader:
+        `(data, starts, lengths, labels)` with image i = data[starts[i]:starts[i] + lengths[i]]
+        (int64 arrays) and labels int32. One pread per record; headers and labels are parsed
+        with numpy over the whole batch, so the Python work per record is the read call alone.
+        Records that are not plain single-chunk image records (split records, header or
+        identity records) and every error case go through read(), which raises the precise
+        error (truncated record, bad magic, label out of range) for the first such key.
+        """
+        if self._offset_of is None:
+            self._offset(0)  # raises: random access needs the .idx
+        keys = np.asarray(keys, np.int64).reshape(-1)
+        n = len(keys)
+        if n and not len(self._sorted_keys):
+            raise KeyError(f"{self.path}: no record with key {keys[0]}")
+        at = np.minimum(np.searchsorted(self._sorted_keys, keys), len(self._sorted_keys) - 1)
+        missing = self._sorted_keys[at] != keys if n else np.zeros(0, bool)
+        if missing.any():
+            raise KeyError(f"{self.path}: no record with key {keys[np.argmax(missing)]}")
+        pread = self._pread
+        chunks = [pread(span, offset) for span, offset in
+                  zip(self._sorted_spans[at].tolist(), self._sorted_offsets[at].tolist())]
+        data = b"".join(chunks)
+        got = np.fromiter(map(len, chunks), np.int64, n)
+        base = np.cumsum(got) - got
+        head_size = 8 + IR_SIZE
+        ok = got >= head_size
+        buf = np.frombuffer(data, np.uint8)
+        if len(buf) < head_size:
+            ok[:] = False
+            base[:] = 0
+            words = np.zeros((n, head_size // 4), np.uint32)
+        else:
+            rows = np.where(ok, base, 0)[:, None] + np.arange(head_size)
+            words = buf[rows].view("<u4")  # magic, lrec, flag, label, id (2), id2 (2)
+        magic, lrec, flag = words[:, 0], words[:, 1], words[:, 2].astype(np.int64)
+        end = 8 + (lrec & _LENGTH_MASK).astype(np.int64)
+        start = head_size + 4 * flag
+        image_record = (start < end) | ((start == end) & (flag != 2))  # not header/identity
+        ok &= (magic == MAGIC) & (lrec >> 29 == 0) & (end <= got) & image_record
+        label = words[:, 3].view("<f4").astype(np.float64)
+        multi = ok & (flag > 0)
+        if multi.any():  # class = labels[label_index]; inside the record since start <= end
+            pos = base + head_size + 4 * (self.label_index % np.maximum(flag, 1))
+            picked = buf[np.where(multi, pos, 0)[:, None] + np.arange(4)].view("<f4")[:, 0]
+            label = np.where(multi, picked, label)
+        finite = np.isfinite(label) & (np.abs(label) < 2 ** 31)
+        cls = np.where(finite, label, -1).astype(np.int64)
+        ok &= finite & (cls == label) & (cls >= 0)
+        if self.num_classes is not None:
+            ok &= cls < self.num_classes
+        starts, lengths = base + start, end - start
+        if not ok.all():
+            extra, size = [], len(data)
+            for i in np.flatnonzero(~ok).tolist():
+                record = self.read(int(keys[i]))  # raises the precise error
+                extra.append(record.image)
+                starts[i], lengths[i], cls[i] = size, len(record.image), record.label
+                size += len(record.image)
+            data = data + b"".join(extra)
+        return data, starts, lengths, cls.astype(np.int32)
 
     def keys(self):
         """Image keys (int64 array, ascending)."""

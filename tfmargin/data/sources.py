@@ -36,8 +36,10 @@ def source_kind(source):
 
 class IndexedSource:
     """Random access to a .rec or identity folders: `len`, `num_classes`, `key(i)` (a string
-    naming the record in messages), `read(i) -> (encoded bytes, label, float labels)`; `i` is a
-    position in 0..len-1 (the order of `RecordIO.keys()` / the folder listing)."""
+    naming the record in messages), `read(i) -> (encoded bytes, label, float labels)`, and for
+    many positions at once `read_many` (a list) or `read_packed` (one buffer, what the tf.data
+    reader uses); `i` is a position in 0..len-1 (the order of `RecordIO.keys()` / the folder
+    listing)."""
 
     def __init__(self, source, *, label_index=0, num_classes=None):
         source = os.fspath(source)
@@ -84,6 +86,17 @@ class IndexedSource:
         if self.kind == "rec":
             return self.reader.read_many(self._keys[np.asarray(positions, np.int64)])
         return self.reader.read_many(positions)
+
+    def read_packed(self, positions):
+        """(data, starts, lengths, labels) of positions: the encoded images packed into one
+        bytes buffer (image i = data[starts[i]:starts[i] + lengths[i]]), labels int32."""
+        positions = np.asarray(positions, np.int64).reshape(-1)
+        if self.kind == "rec":
+            return self.reader.read_packed(self._keys[positions])
+        pairs = self.reader.read_many(positions)
+        lengths = np.fromiter((len(p[0]) for p in pairs), np.int64, len(pairs))
+        labels = np.fromiter((p[1] for p in pairs), np.int32, len(pairs))
+        return b"".join(p[0] for p in pairs), np.cumsum(lengths) - lengths, lengths, labels
 
     def labels(self):
         if self.kind == "rec":

@@ -16,7 +16,7 @@ import pickle
 import numpy as np
 
 from tfmargin.atomic import write_bytes
-from tfmargin.data.images import decode_images, encode_jpeg
+from tfmargin.data import images as codec
 
 
 class UnsafePickleError(pickle.UnpicklingError, ValueError):
@@ -114,7 +114,7 @@ def load_verification_bin(path, image_size=112):
     names the file; nothing they reference is executed.
     """
     encoded, issame = load_verification_encoded(path)
-    images = decode_images(encoded, image_size, where=os.fspath(path))
+    images = codec.decode_images(encoded, image_size, where=os.fspath(path))
     return images, issame
 
 
@@ -128,7 +128,7 @@ def save_verification_bin(path, images_or_encoded, issame, quality=95):
     path = os.fspath(path)
     issame = [bool(x) for x in np.asarray(issame).reshape(-1)]
     if isinstance(images_or_encoded, np.ndarray) and images_or_encoded.ndim == 4:
-        bins = [encode_jpeg(img, quality) for img in images_or_encoded]
+        bins = [codec.encode_jpeg(img, quality) for img in images_or_encoded]
     else:
         bins = [_as_bytes(item, i, path) for i, item in enumerate(images_or_encoded)]
     if len(bins) != 2 * len(issame):

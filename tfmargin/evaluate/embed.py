@@ -68,7 +68,25 @@ def _run(embedder, x, full):
     return embedder(_pad(x, full))[:x.shape[0]]
 
 
-def embed(model, images, batch_size=128, flip=True, verbose=False, label="embedding"):
+def unique_rows(images):
+    """(first, inverse): `images[first]` holds each distinct image once (in order of first
+    appearance) and `images[first][inverse]` gives `images` back. Verification sets list one
+    photo in many pairs (the synthetic test.bin: 12,000 slots, 600 photos)."""
+    import hashlib
+
+    seen, first = {}, []
+    inverse = np.empty(images.shape[0], np.int64)
+    for i in range(images.shape[0]):
+        key = hashlib.blake2b(np.ascontiguousarray(images[i]).tobytes(), digest_size=16).digest()
+        j = seen.setdefault(key, len(first))
+        if j == len(first):
+            first.append(i)
+        inverse[i] = j
+    return np.asarray(first, np.int64), inverse
+
+
+def embed(model, images, batch_size=128, flip=True, verbose=False, label="embedding",
+          dedupe=False):
     """L2-normalised float32 (N, D) embeddings of `images` by `model`.
 
     Args:
@@ -80,6 +98,7 @@ def embed(model, images, batch_size=128, flip=True, verbose=False, label="embedd
       batch_size: images per call (with flip, each call holds 2 * batch_size images).
       flip: add the embedding of the horizontally flipped image before normalising.
       verbose: show a progress bar on stderr.
+      dedupe: run the model once per distinct image (bytes-equal rows share one embedding).
     """
     embedder = load_embedder(model)
     if not hasattr(images, "shape"):
@@ -92,6 +111,11 @@ def embed(model, images, batch_size=128, flip=True, verbose=False, label="embedd
         raise ValueError(f"{label}: the model takes {embedder.image_size[0]}x"
                          f"{embedder.image_size[1]} images, got {images.shape[1]}x"
                          f"{images.shape[2]}")
+    if dedupe:
+        first, inverse = unique_rows(images)
+        if len(first) < images.shape[0]:
+            return embed(embedder, np.asarray(images)[first], batch_size, flip, verbose,
+                         label)[inverse]
     n = images.shape[0]
     batch_size = int(batch_size)
     progress = _Progress(n, label) if verbose else None

@@ -59,7 +59,7 @@ def evaluate_sets(model, sets, batch_size=128, flip=True, folds=10, thresholds="
     results = {}
     for name, (images, issame) in sets.items():
         embeddings = embed(embedder, images, batch_size=batch_size, flip=flip, verbose=verbose,
-                           label=name)
+                           label=name, dedupe=True)
         results[name] = verification_from_embeddings(embeddings, issame, folds=folds,
                                                      thresholds=thresholds)
     return results

@@ -112,28 +112,36 @@ def fisherface_verification(data_dir, max_train_images=20000, pca_dims=300):
 
 
 def _train_one(name, data_dir, num_classes, steps, seconds, batch_size, learning_rate, scale,
-               margin, seed, log):
+               margin, seed, log, feed="tfdata", arrays=None):
     import keras
 
-    from tfmargin.data.pipeline import train_dataset
     from tfmargin.heads import MarginHead
     from tfmargin.models import build_backbone
 
     keras.utils.set_random_seed(seed)
-    backbone = build_backbone(name, embedding_size=512)
+    backbone = build_backbone(name, embedding_size=512, name="backbone")
     image = keras.Input((112, 112, 3), name="image")
     label = keras.Input((), dtype="int32", name="label")
     logits = MarginHead(num_classes, scale=scale, m2=margin, name="arcface")(
         [backbone(image), label])
-    model = keras.Model({"image": image, "label": label}, logits)
+    model = keras.Model({"image": image, "label": label}, logits, name=f"{name}_arcface")
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0, decay_steps=max(1, steps), warmup_target=learning_rate,
         warmup_steps=max(1, steps // 10)) if steps else learning_rate
     model.compile(optimizer=keras.optimizers.SGD(schedule, momentum=0.9, weight_decay=5e-4),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
-    data = train_dataset(os.path.join(data_dir, "train.rec"), batch_size, seed=seed, repeat=True,
-                         flip=True)
+    steps_per_epoch = max(1, min(steps or 10**9, 100))
+    if feed == "numpy":  # no tf.data: JAX on a GPU host without TensorFlow
+        from tfmargin.data.feed import ArrayFeed
+
+        data = ArrayFeed(*arrays, batch_size=batch_size, steps_per_epoch=steps_per_epoch,
+                         flip=True, seed=seed)
+    else:
+        from tfmargin.data.pipeline import train_dataset
+
+        data = train_dataset(os.path.join(data_dir, "train.rec"), batch_size, seed=seed,
+                             repeat=True, flip=True)
 
     class Budget(keras.callbacks.Callback):
         """Stops at `seconds` of training (the step count still sets the schedule)."""
@@ -145,7 +153,6 @@ def _train_one(name, data_dir, num_classes, steps, seconds, batch_size, learning
             if seconds and time.perf_counter() - self.start > seconds:
                 self.model.stop_training = True
 
-    steps_per_epoch = max(1, min(steps or 10**9, 100))
     epochs = -(-(steps or 10**9) // steps_per_epoch)
     start = time.perf_counter()
     history = model.fit(data, steps_per_epoch=steps_per_epoch, epochs=epochs, verbose=0,
@@ -154,9 +161,9 @@ def _train_one(name, data_dir, num_classes, steps, seconds, batch_size, learning
     trained = len(history.history["loss"]) * steps_per_epoch
     log(f"{name}: {trained} steps in {elapsed:.0f} s, final loss "
         f"{history.history['loss'][-1]:.3f}, train accuracy {history.history['accuracy'][-1]:.3f}")
-    return backbone, {"steps": trained, "seconds": round(elapsed, 1),
-                      "final_loss": float(history.history["loss"][-1]),
-                      "train_accuracy": float(history.history["accuracy"][-1])}
+    return model, backbone, {"steps": trained, "seconds": round(elapsed, 1),
+                   "final_loss": float(history.history["loss"][-1]),
+                   "train_accuracy": float(history.history["accuracy"][-1])}
 
 
 def _bin_accuracy(backbone, bin_path):
@@ -172,15 +179,24 @@ def _bin_accuracy(backbone, bin_path):
 
 
 def calibrate(data_dir, larger="mbf", smaller="mobilefacenet", steps=2000, seconds=None,
-              batch_size=64, learning_rate=0.1, scale=64.0, margin=0.5, seed=0, log=print):
+              batch_size=64, learning_rate=0.1, scale=64.0, margin=0.5, seed=0, log=print,
+              others=(), feed=None, save_dir=None):
     """Train `larger` and `smaller` (tfmargin.models names) identically with an ArcFace head on
     data_dir/train.rec for `steps` SGD steps (cosine schedule with warm-up; stopped early at
     `seconds` if given) and report their val.bin / test.bin accuracy and the pixel baseline.
 
     Returns {"pixels": pixel_verification(test.bin), "fisherfaces": fisherface_verification(...),
     name: {"val", "test", "steps", ...}, ...,
-    "gap": test accuracy of larger minus smaller}.
+    "gap": test accuracy of larger minus smaller}. `others` are further backbones trained and
+    scored the same way. `feed` is "tfdata" (tfmargin.data.train_dataset) or "numpy" (the set
+    decoded once into memory and served by tfmargin.data.feed.ArrayFeed; the default where
+    TensorFlow is missing, e.g. Keras on JAX on a lent GPU host). With `save_dir`, each trained
+    classifier (backbone + ArcFace head, whose weights are the class centers) is saved there
+    as NAME.keras.
     """
+    import keras
+
+    from tfmargin.data import images as codec
     from tfmargin.data.recordio import read_property
 
     prop = read_property(data_dir)
@@ -193,9 +209,25 @@ def calibrate(data_dir, larger="mbf", smaller="mobilefacenet", steps=2000, secon
               "margin": margin, "seed": seed,
               "pixels": pixel_verification(os.path.join(data_dir, "test.bin")),
               "fisherfaces": fisherface_verification(data_dir)}
-    for name in (larger, smaller):
-        backbone, info = _train_one(name, data_dir, num_classes, steps, seconds, batch_size,
-                                    learning_rate, scale, margin, seed, log)
+    if feed is None:
+        feed = "numpy" if codec.tf is None else "tfdata"
+    arrays = None
+    if feed == "numpy":
+        from tfmargin.data.feed import load_rec_arrays
+
+        arrays = load_rec_arrays(os.path.join(data_dir, "train.rec"))
+    report["feed"], report["backend"] = feed, keras.backend.backend()
+    for name in (larger, smaller, *others):
+        model, backbone, info = _train_one(name, data_dir, num_classes, steps, seconds,
+                                           batch_size, learning_rate, scale, margin, seed, log,
+                                           feed, arrays)
+        if save_dir:
+            from tfmargin.atomic import atomic_path
+
+            os.makedirs(save_dir, exist_ok=True)
+            with atomic_path(os.path.join(save_dir, f"{name}.keras"), ".keras") as tmp:
+                # an uncompiled twin sharing the layers: no optimizer state in the file
+                keras.Model(model.inputs, model.outputs, name=model.name).save(tmp)
         for split in ("val", "test"):
             path = os.path.join(data_dir, f"{split}.bin")
             if os.path.exists(path):

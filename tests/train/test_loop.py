@@ -1,0 +1,92 @@
+"""train(): what it writes, validation-based selection, resumption after a kill, NaN stop."""
+
+import csv
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from tfmargin.train import ArrayFeed, TrainingDiverged, train
+
+
+def _weights(model):
+    return [np.asarray(w) for w in model.get_weights()]
+
+
+def test_selection_keeps_the_best_validation_step(tiny_config, synthetic):
+    from tfmargin.evaluate import embed, verification_from_embeddings
+    from tfmargin.evaluate.sets import load_sets
+
+    config = tiny_config.replace(steps=6, steps_per_epoch=2, eval_every=2,
+                                 val_bin=str(synthetic / "val.bin"),
+                                 test_bins=(str(synthetic / "test.bin"),))
+    result = train(config, log=lambda *_: None)
+    accs = result.history["val_accuracy"]  # the evaluations at steps 2, 4, 6
+    assert len(accs) == 3 and "test_accuracy" in result.history
+    best = int(np.argmax(accs))  # the first of equal maxima, as the callback keeps it
+    assert result.best["step"] == 2 * (best + 1) and result.best["set"] == "val"
+    assert result.best["accuracy"] == accs[best]
+    with open(result.paths["best"]) as f:
+        assert json.load(f) == result.best
+    # history.csv, written by another callback, logged the same validation scores
+    with open(result.paths["history"]) as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["val_accuracy"]) for r in rows] == pytest.approx(accs)
+    # The saved best backbone reproduces the best validation accuracy, measured anew.
+    images, issame = load_sets({"val": str(synthetic / "val.bin")})["val"]
+    saved = keras.saving.load_model(result.paths["best_backbone"], compile=False)
+    again = verification_from_embeddings(embed(saved, images, batch_size=64), issame)
+    assert again.accuracy == pytest.approx(result.best["accuracy"])
+    # Final models on disk equal the ones returned; the classifier holds the frozen centers.
+    final = keras.saving.load_model(result.paths["backbone"], compile=False)
+    for a, b in zip(_weights(final), _weights(result.backbone)):
+        np.testing.assert_array_equal(a, b)
+    classifier = keras.saving.load_model(result.paths["classifier"], compile=False)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(classifier.get_layer("head").centers),
+        keras.ops.convert_to_numpy(result.head.centers))
+    assert not os.path.exists(os.path.join(config.output_dir, "backup"))  # finished: no backup
+
+
+class _Kill(keras.callbacks.Callback):
+    """Dies at the start of the 2nd Keras epoch, after BackupAndRestore saved the 1st."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt("killed")
+
+
+def test_a_killed_run_resumes_and_matches_an_uninterrupted_one(tiny_config, tmp_path):
+    config = tiny_config.replace(steps=4, steps_per_epoch=2)
+    whole = train(config.replace(output_dir=str(tmp_path / "whole")), log=lambda *_: None)
+
+    resumed_dir = str(tmp_path / "resumed")
+    with pytest.raises(KeyboardInterrupt):
+        train(config.replace(output_dir=resumed_dir), callbacks=[_Kill()], log=lambda *_: None)
+    with open(os.path.join(resumed_dir, "backup", "training_metadata.json")) as f:
+        assert json.load(f)["epoch"] == 1
+    lines = []
+    resumed = train(config.replace(output_dir=resumed_dir), log=lines.append)
+    assert resumed.start_step == 2 and "resuming" in lines[0]
+    assert len(resumed.history["loss"]) == 1  # only the 2nd epoch ran in this invocation
+    assert int(keras.ops.convert_to_numpy(resumed.model.optimizer.iterations)) == 4
+    # Same seed, the skipped batches, the restored optimizer: the same weights, bit for bit.
+    for a, b in zip(_weights(whole.model), _weights(resumed.model)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_nan_loss_stops_with_advice(tiny_config, signal, rng):
+    images = rng.integers(0, 256, (20, 112, 112, 3), dtype=np.uint8)
+    teacher = rng.normal(size=(20, 16)).astype(np.float32)
+    teacher[10:] = np.nan  # the 2nd batch of 10: NaN margins, NaN loss
+    feed = ArrayFeed(images, np.arange(20) % 14, teacher, batch_size=10, shuffle=False)
+    config = tiny_config.replace(steps=4, steps_per_epoch=2)
+    with pytest.raises(TrainingDiverged) as e:
+        train(config, signal=signal, data=feed, log=lambda *_: None)
+    message = str(e.value)
+    assert message.startswith("training diverged: the loss is nan at step 2; try lower the "
+                              "learning rate (--lr=0.05 now)")
+    assert "--softmax_warmup_steps" in message and "0..num_classes-1" in message
+    assert "\n" not in message

@@ -1,0 +1,91 @@
+"""Extract a teacher signal: the teacher's class centers and its embedding of every training
+image, as TFRecord shards with a manifest (tfmargin.train.signal).
+
+    python -m tfmargin.cli.teacher --teacher=teacher.keras --data=faces_emore/train.rec \
+        --output=faces_emore/teacher_r100 [--flip] [--batch_size=128] [--shards=N] \
+        [--centers=centers.npy] [--shuffle --seed=0]
+
+--teacher is the trained classifier (.keras, backbone + MarginHead) or its embedding backbone
+(then --centers is required). --data is a .rec (with its .idx), a directory holding train.rec,
+or identity folders. --flip also stores the embeddings of the mirrored images, so that students
+may train with flip augmentation. Every flag is checked before any image is read; a failure is
+one line naming the flag. Ends with a one-line summary (images, classes, shards, seconds).
+"""
+
+import os
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("teacher", None, "Trained teacher: a .keras classifier (backbone + margin "
+                    "head) or its embedding backbone.")
+flags.DEFINE_string("data", None, "Training images: a .rec file, a directory with train.rec, or "
+                    "identity folders.")
+flags.DEFINE_string("output", None, "Directory for the signal (new, empty, or an earlier "
+                    "signal, which is replaced only when the new one is complete).")
+flags.DEFINE_bool("flip", False, "Also store the embeddings of the horizontally flipped images.")
+flags.DEFINE_integer("batch_size", 128, "Images per teacher call (x2 with --flip).")
+flags.DEFINE_integer("shards", None, "Number of TFRecord shards (default: about 200 MB each).")
+flags.DEFINE_string("centers", None, "Optional (D, C) .npy of class centers, instead of the "
+                    "teacher head's.")
+flags.DEFINE_bool("shuffle", False, "Write the records in a seeded random order (recommended "
+                  "for identity-sorted .rec files such as MS1M) instead of the dataset's.")
+flags.DEFINE_integer("seed", 0, "Seed of --shuffle.")
+flags.DEFINE_bool("progress", True, "Show a progress bar.")
+
+# extract_teacher_signal argument -> the flag that sets it
+_FLAG_OF = {"teacher": "teacher", "source": "data", "output_dir": "output", "centers": "centers",
+            "batch_size": "batch_size", "shards": "shards"}
+
+
+class FlagError(ValueError):
+    def __init__(self, flag, message):
+        super().__init__(f"--{flag}: {message}")
+
+
+def check_flags():
+    """The checks that need no TensorFlow, in flag order; FlagError on the first failure."""
+    for name in ("teacher", "data", "output"):
+        if not getattr(FLAGS, name):
+            raise FlagError(name, "is required")
+    if not os.path.isfile(FLAGS.teacher):
+        raise FlagError("teacher", f"{FLAGS.teacher}: no such file")
+    if not os.path.exists(FLAGS.data):
+        raise FlagError("data", f"{FLAGS.data}: does not exist")
+    if os.path.exists(FLAGS.output) and not os.path.isdir(FLAGS.output):
+        raise FlagError("output", f"{FLAGS.output}: exists and is not a directory")
+    if FLAGS.batch_size < 1:
+        raise FlagError("batch_size", f"must be >= 1, got {FLAGS.batch_size}")
+    if FLAGS.shards is not None and FLAGS.shards < 1:
+        raise FlagError("shards", f"must be >= 1, got {FLAGS.shards}")
+    if FLAGS.centers is not None and not os.path.isfile(FLAGS.centers):
+        raise FlagError("centers", f"{FLAGS.centers}: no such file")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    try:
+        check_flags()
+    except FlagError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+    from tfmargin.train.signal import TeacherSignalError, extract_teacher_signal
+
+    try:
+        extract_teacher_signal(
+            FLAGS.teacher, FLAGS.data, FLAGS.output, centers=FLAGS.centers, flip=FLAGS.flip,
+            batch_size=FLAGS.batch_size, shards=FLAGS.shards, shuffle=FLAGS.shuffle,
+            seed=FLAGS.seed, progress=FLAGS.progress,
+            log=print)  # its last line is the summary: images, classes, shards, seconds
+    except TeacherSignalError as e:
+        flag = _FLAG_OF.get(e.field)
+        print(f"error: --{flag}: {e}" if flag else f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

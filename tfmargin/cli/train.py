@@ -1,0 +1,147 @@
+"""Train a teacher or a student from flags: a thin absl wrapper over tfmargin.train.train.
+
+    python -m tfmargin.cli.train --flagfile=flags/teacher_r100_ms1m.cfg
+    python -m tfmargin.cli.train --flagfile=flags/student_mbf_margin_distillation_ms1m.cfg
+
+Every flag is a TrainConfig field of the same name (see tfmargin/train/config.py). All flags
+are checked before any work; a bad one prints one line naming it and exits with status 2.
+Rerunning an interrupted command resumes it (BackupAndRestore under --output_dir/backup).
+"""
+
+import dataclasses
+import sys
+
+from absl import app, flags
+
+from tfmargin.train.config import ConfigError, TrainConfig, validate
+
+HELP = {
+    "role": "teacher or student (a --method implies student).",
+    "method": "Student method: margin_distillation, arcface, angular, triplet_l2, triplet_cos, "
+              "margin_kd_t, hinton_kd or embedding.",
+    "head": "Teacher margin: arcface, cosface or sphereface.",
+    "data": "Training images: a .rec (or its directory), TFRecord shards, identity folders, "
+            "or an .npz of decoded arrays (the JAX path).",
+    "teacher_signal": "Teacher signal directory (python -m tfmargin.cli.teacher); students "
+                      "other than arcface need it.",
+    "output_dir": "Where the models, logs and the resumable backup go.",
+    "backbone": "Backbone name (tfmargin.models.backbone_names()).",
+    "embedding_size": "Embedding dimension (a distilled student must match its teacher).",
+    "init_backbone": "Start from these backbone weights (.keras), e.g. triplet fine-tuning "
+                     "of an ArcFace student.",
+    "image_size": "Input image side in pixels.",
+    "num_classes": "Classes (0: the data's own count).",
+    "scale": "Logit scale s.",
+    "margin": "Margin (default per head: ArcFace 0.5, CosFace 0.35, SphereFace 4).",
+    "m_max": "MarginDistillation / triplet distillation: largest margin.",
+    "m_min": "MarginDistillation / triplet distillation: smallest margin.",
+    "d_max": "MarginDistillation D_max: 'batch' (the paper) or a fixed positive number.",
+    "clip_margin": "MarginDistillation: clip margins to [m_min, m_max] (not in the paper).",
+    "alpha": "Weight of the distillation term (default: angular 1, KD methods 0.95).",
+    "temperature": "Distillation temperature T (margin_kd_t, hinton_kd).",
+    "distance": "Embedding distillation distance: cos or l2.",
+    "softmax_warmup_steps": "Train this many first steps without the margin.",
+    "batch_size": "Global batch size (over all replicas).",
+    "images_per_identity": "Triplet methods: K images of each identity per batch.",
+    "steps": "Optimizer steps in all.",
+    "steps_per_epoch": "Steps per Keras epoch: the unit of logs, backups and resumption.",
+    "lr": "Learning rate.",
+    "lr_schedule": "piecewise (divide at --lr_steps) or cosine.",
+    "lr_steps": "Piecewise schedule: steps at which the LR is multiplied by --lr_factor.",
+    "lr_factor": "Piecewise schedule: LR multiplier at each of --lr_steps.",
+    "lr_warmup_steps": "Linear LR warm-up steps.",
+    "min_lr": "Cosine schedule: the final LR.",
+    "momentum": "SGD momentum.",
+    "weight_decay": "Weight decay.",
+    "precision": "float32, mixed_float16 or mixed_bfloat16.",
+    "flip": "Random horizontal flips (students only with a flip teacher signal).",
+    "shuffle_buffer": "Examples in the shuffle buffer of TFRecord sources.",
+    "seed": "Random seed (weights, data order, flips).",
+    "val_bin": "Validation .bin for model selection; must not be one of --test_bins.",
+    "test_bins": "Reported verification .bins (evaluated, never used to select).",
+    "eval_every": "Evaluate every this many steps.",
+    "eval_batch_size": "Batch size of the verification embeddings.",
+    "strategy": "default, mirrored or multi_worker (tf.distribute).",
+    "exact_resume": "On resume, skip the batches already seen (identical stream; costs a "
+                    "decode pass over them) instead of reseeding.",
+    "verbose": "Keras fit verbosity (0, 1, 2).",
+}
+SKIPPED = {"backbone_kwargs"}  # dicts are for notebooks
+
+
+def define_flags(flag_values=flags.FLAGS):
+    """Define one flag per TrainConfig field on `flag_values`."""
+    defaults = TrainConfig()
+    for field in dataclasses.fields(TrainConfig):
+        name = field.name
+        if name in SKIPPED:
+            continue
+        default, help_ = getattr(defaults, name), HELP[name]
+        if isinstance(default, bool):
+            flags.DEFINE_bool(name, default, help_, flag_values=flag_values)
+        elif isinstance(default, tuple):
+            flags.DEFINE_list(name, [str(v) for v in default], help_, flag_values=flag_values)
+        elif isinstance(default, int):
+            flags.DEFINE_integer(name, default, help_, flag_values=flag_values)
+        elif isinstance(default, float) or name in ("margin", "alpha"):
+            flags.DEFINE_float(name, default, help_, flag_values=flag_values)
+        else:
+            flags.DEFINE_string(name, default, help_, flag_values=flag_values)
+
+
+def config_from_flags(flag_values=flags.FLAGS):
+    """The TrainConfig the parsed flags describe (not yet validated)."""
+    values = {}
+    for field in dataclasses.fields(TrainConfig):
+        if field.name in SKIPPED:
+            continue
+        values[field.name] = flag_values[field.name].value
+    try:
+        values["lr_steps"] = tuple(int(s) for s in values["lr_steps"])
+    except ValueError:
+        raise ConfigError(f"lr_steps: expected step numbers, got {values['lr_steps']}") from None
+    values["test_bins"] = tuple(values["test_bins"])
+    if flag_values["method"].present:
+        if flag_values["role"].present and values["role"] == "teacher":
+            raise ConfigError("role: a teacher takes --head, not --method")
+        values["role"] = "student"
+    return TrainConfig(**values)
+
+
+def main(argv):
+    if len(argv) > 1:
+        print(f"error: unexpected arguments {' '.join(argv[1:])}", file=sys.stderr)
+        return 2
+    from tfmargin.train.signal import TeacherSignalError
+
+    try:
+        config = validate(config_from_flags(), check_files=True)
+    except ConfigError as e:
+        print(f"error: --{e}", file=sys.stderr)
+        return 2
+    from tfmargin.train.callbacks import TrainingDiverged
+    from tfmargin.train.loop import train
+
+    try:
+        result = train(config)
+    except ConfigError as e:
+        print(f"error: --{e}", file=sys.stderr)
+        return 2
+    except TeacherSignalError as e:
+        print(f"error: --teacher_signal: {e}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for name, path in result.paths.items():
+        print(f"{name}: {path}")
+    if result.best:
+        print(f"best {result.best['set']} accuracy {100 * result.best['accuracy']:.2f}% at step "
+              f"{result.best['step']}: {result.best['backbone']}")
+    return 0
+
+
+define_flags()
+
+if __name__ == "__main__":
+    app.run(main)

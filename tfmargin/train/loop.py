@@ -1,0 +1,172 @@
+"""train(config): one training run end to end, teacher or student.
+
+    from tfmargin.train import TrainConfig, train
+    result = train(TrainConfig(method="margin_distillation", data="faces_emore/train.rec",
+                               teacher_signal="faces_emore/r100", val_bin="faces_emore/val.bin",
+                               output_dir="runs/md"))
+    result.backbone            # the trained embedding model; result.paths["backbone"] on disk
+    result.best                # {"step", "accuracy", "set", "backbone"} on the validation set
+
+Output directory:
+  config.json           the recipe
+  backbone.keras        the final embedding model (images -> embeddings)
+  classifier.keras      the final classifier (its head holds the class centers)
+  best_backbone.keras   the backbone with the best validation accuracy, best.json says when
+  history.csv           per-epoch logs (appended across resumptions)
+  backup/               BackupAndRestore's state while a run is unfinished: rerunning the same
+                        command resumes from the last finished epoch (steps_per_epoch steps)
+"""
+
+import dataclasses
+import json
+import os
+
+import keras
+
+from tfmargin.atomic import atomic_path, write_json
+from tfmargin.train import strategy as strategies
+from tfmargin.train.build import build_student, build_teacher
+from tfmargin.train.callbacks import SelectionRecord, StopOnNaN, TrainingDiverged, divergence_advice
+from tfmargin.train.config import ConfigError, validate
+from tfmargin.train.inputs import check_classes, is_npz, training_data
+
+
+@dataclasses.dataclass
+class TrainResult:
+    model: keras.Model       # the classifier as trained (final weights)
+    backbone: keras.Model    # its embedding backbone (final weights)
+    head: keras.layers.Layer
+    history: dict            # this invocation's Keras history {metric: [per epoch]}
+    best: dict | None        # best validation {"step", "accuracy", "set", "backbone"}
+    paths: dict              # {"config", "backbone", "classifier", "best_backbone"?, "best"?, "history"}
+    start_step: int = 0      # > 0 when this invocation resumed an interrupted run
+
+
+def load_signal(config):
+    """The TeacherSignal a student config names (checked against its training data), or None."""
+    if config.role != "student" or not config.teacher_signal:
+        return None
+    from tfmargin.train.signal import TeacherSignalError, load_teacher_signal
+
+    try:
+        return load_teacher_signal(config.teacher_signal,
+                                   dataset=None if is_npz(config.data) else config.data)
+    except TeacherSignalError as e:
+        raise ConfigError(f"teacher_signal: {e}") from None
+
+
+def _resume_epoch(backup_dir):
+    path = os.path.join(backup_dir, "training_metadata.json")
+    if not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        return int(json.load(f)["epoch"])
+
+
+def _save_model(model, path):
+    with atomic_path(path, suffix=".keras") as tmp:
+        model.save(tmp)
+    return path
+
+
+def train(config, *, signal=None, data=None, callbacks=(), log=print):
+    """Train what `config` describes; returns a TrainResult. Everything is checked before any
+    training (ConfigError naming the field). `signal`: an already loaded TeacherSignal;
+    `data`: a ready stream of ({"image", "label", "teacher"?}, label) batches (e.g. an
+    ArrayFeed) instead of the one built from config.data. Raises TrainingDiverged on a NaN
+    loss."""
+    if signal is not None and not config.teacher_signal:
+        config = config.replace(teacher_signal=signal.directory)
+    validate(config, check_files=True)
+    if signal is None:
+        signal = load_signal(config)
+    num_classes = check_classes(config, signal) if data is None else (
+        config.num_classes or (signal.num_classes if signal is not None else None)
+        or getattr(data, "num_classes", None))
+    keras.utils.set_random_seed(config.seed)
+    strategy = strategies.make_strategy(config.strategy)
+    with strategies.scope(strategy):
+        if config.role == "teacher":
+            built = build_teacher(config, num_classes)
+        else:
+            built = build_student(config, signal, num_classes)
+
+    out = os.path.abspath(config.output_dir)
+    os.makedirs(out, exist_ok=True)
+    paths = {"config": os.path.join(out, "config.json"),
+             "backbone": os.path.join(out, "backbone.keras"),
+             "classifier": os.path.join(out, "classifier.keras"),
+             "history": os.path.join(out, "history.csv")}
+    write_json(paths["config"], config.to_dict())
+    backup_dir = os.path.join(out, "backup")
+    start_epoch = _resume_epoch(backup_dir)
+    start_step = start_epoch * config.steps_per_epoch
+    if start_step:
+        log(f"resuming {out} at step {start_step} (epoch {start_epoch})")
+
+    if data is None:
+        data = _stream(config, signal, strategy, start_step, num_classes)
+
+    guard = StopOnNaN(divergence_advice(config), start_step, log=log)
+    selection = _verification(config, built, out, paths)
+    # the verification callback writes val_* into the epoch's logs: it runs before the logger
+    cbs = [keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch"), guard, *selection,
+           keras.callbacks.CSVLogger(paths["history"], append=True)]
+    cbs += list(callbacks)
+    epochs = config.steps // config.steps_per_epoch
+    fit = built.model.fit(data, epochs=epochs, steps_per_epoch=config.steps_per_epoch, shuffle=False,
+                          callbacks=cbs, verbose=config.verbose)
+    if guard.message:
+        raise TrainingDiverged(guard.message)
+    _save_model(built.backbone, paths["backbone"])
+    _save_model(built.model, paths["classifier"])
+    best = selection[1].best() if len(selection) > 1 else None
+    if best is None:
+        paths.pop("best_backbone", None)
+        paths.pop("best", None)
+    return TrainResult(built.model, built.backbone, built.head, fit.history, best, paths,
+                       start_step)
+
+
+def _stream(config, signal, strategy, start_step, num_classes):
+    n = strategies.replicas(strategy)
+    if strategy is None or (n == 1 and config.strategy != "multi_worker"):
+        return training_data(config, signal, start_step=start_step, num_classes=num_classes)
+    if is_npz(config.data):
+        raise ConfigError(f"data: an .npz feed cannot be distributed with --strategy="
+                          f"{config.strategy}; give a .rec or TFRecord source")
+    if config.batch_size % n:
+        raise ConfigError(f"batch_size: {config.batch_size} does not split over {n} replicas")
+
+    def per_pipeline(ctx):
+        return training_data(config, signal, input_context=ctx, start_step=start_step,
+                             num_classes=num_classes,
+                             skip_per_step=n // ctx.num_input_pipelines)
+
+    return strategy.distribute_datasets_from_function(per_pipeline)
+
+
+def _verification(config, built, out, paths):
+    """[VerificationCallback, SelectionRecord] when validation / test sets are given."""
+    if not config.val_bin and not config.test_bins:
+        return []
+    from tfmargin.evaluate import VerificationCallback
+    from tfmargin.evaluate.sets import set_name
+
+    bins = {}
+    for path in ([config.val_bin] if config.val_bin else []) + list(config.test_bins):
+        name = set_name(path)
+        if name in bins:
+            raise ConfigError(f"test_bins: two sets are named {name!r} ({bins[name]}, {path})")
+        bins[name] = path
+    select_on = set_name(config.val_bin) if config.val_bin else None
+    if select_on:
+        paths["best_backbone"] = os.path.join(out, "best_backbone.keras")
+        paths["best"] = os.path.join(out, "best.json")
+    verification = VerificationCallback(
+        bins, every_n_steps=config.eval_every, select_on=select_on,
+        embedding_model=built.backbone, batch_size=config.eval_batch_size,
+        best_path=paths.get("best_backbone"), restore_best=False, verbose=config.verbose)
+    if not select_on:
+        return [verification]
+    return [verification, SelectionRecord(verification, paths["best"], paths["best_backbone"])]
