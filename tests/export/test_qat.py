@@ -9,6 +9,7 @@ import pytest
 
 from tests.export import reference as ref
 from tests.export.conftest import tiny_student, trained_looking
+from tests.train.fixtures import signal, synthetic  # noqa: F401  (session fixtures)
 
 
 def test_rebuild_reproduces_keras3(backbone, held_out):
@@ -73,3 +74,18 @@ def test_qat_needs_a_head_and_teacher(backbone, train_arrays, tmp_path):
     with pytest.raises(ExportError, match="no margin head"):
         quantization_aware_training(backbone, tmp_path / "q.tflite", (images, labels), 1)
     assert not list(tmp_path.iterdir())
+
+
+def test_qat_batches_carry_the_teacher_embeddings_of_a_signal_directory(signal):
+    """`--qat_data=<teacher signal dir>`: a MarginDistillation student's QAT reads the teacher
+    embeddings its shards hold, each beside its own image's label."""
+    from tfmargin.data.tfrecord import tfrecord_dataset
+    from tfmargin.export.qat import training_batches
+
+    stored = {}
+    for record in tfrecord_dataset(signal.directory).as_numpy_iterator():
+        stored.setdefault(int(record["label"]), []).append(record["teacher"])
+    images, labels, teacher = next(training_batches(signal.directory, batch_size=4))
+    assert images.shape == (4, 112, 112, 3) and teacher.shape == (4, signal.embedding_size)
+    for label, row in zip(labels, teacher):
+        assert any(np.array_equal(row, t) for t in stored[int(label)])

@@ -387,7 +387,7 @@ def training_batches(data, batch_size=64, teacher=None, seed=0):
             raise FileNotFoundError(f"QAT data {where} does not exist")
         try:
             data = train_dataset(where, batch_size, shuffle=True, seed=seed, repeat=True,
-                                 teacher=False if teacher is None else teacher)
+                                 teacher=teacher)  # None: the embeddings the source carries
         except ValueError as e:
             raise ExportError(f"QAT data {where}: {e}") from None
         source = iter(data)
