@@ -128,3 +128,29 @@ def test_demo_flagfiles_parse(flagfile, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith(
         "error: --steps: 7 is not a multiple of --steps_per_epoch")
+
+
+def test_every_method_with_seeds_gives_mean_and_std(tmp_path):
+    """`--methods=all` with several seeds (flags/bench_synthetic.cfg at toy size): every method
+    trains once per seed, triplet students fine-tune that seed's ArcFace student, and the
+    summary is the mean and std of the rows it reports."""
+    tiny.register()
+    config = demo.DemoConfig(
+        output_dir=str(tmp_path / "results"), data_dir=str(tmp_path / "data"), identities=12,
+        images_per_identity=4, teacher="train", teacher_backbone=tiny.NAME, teacher_steps=2,
+        teacher_softmax_warmup_steps=1, student_backbone=tiny.NAME, batch_size=8, steps=2,
+        steps_per_epoch=2, lr=0.05, lr_warmup_steps=1, methods=demo.ORDER, seeds=(0, 1),
+        export_int8=False)
+    with pytest.warns(Warning):
+        r = demo.run(config, log=lambda *a: None)
+    students = [row for row in r["rows"] if row["method"] != "teacher"]
+    assert sorted((row["method"], row["seed"]) for row in students) == sorted(
+        (m, s) for m in demo.ORDER for s in (0, 1))
+    for method in demo.ORDER:
+        accs = [row["test_accuracy"] for row in students if row["method"] == method]
+        assert r["summary"][method]["mean"] == pytest.approx(np.mean(accs))
+        assert r["summary"][method]["std"] == pytest.approx(np.std(accs))
+    with open(os.path.join(config.output_dir, "students", "triplet_l2-seed1", "config.json")) as f:
+        assert json.load(f)["init_backbone"].endswith(os.path.join("arcface-seed1",
+                                                                   "best_backbone.keras"))
+    assert "mean ± std over seeds" in demo.format_results(r)
