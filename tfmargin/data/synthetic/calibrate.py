@@ -89,20 +89,19 @@ def fit_fisherfaces(features, labels, pca_dims=300, lda_dims=None, shrinkage=1e-
     return mean, pca @ lda
 
 
-def fisherface_verification(data_dir, max_train_images=20000, pca_dims=300):
+def fisherface_verification(data_dir, max_train_images=20000, pca_dims=300, arrays=None):
     """Fit Fisherfaces on (up to `max_train_images` of) data_dir/train.rec and verify
-    data_dir/test.bin with them: {"accuracy", "accuracy_std", "train_images", "dims"}."""
-    from tfmargin.data.images import decode_images
-    from tfmargin.data.recordio import RecordIO
+    data_dir/test.bin with them: {"accuracy", "accuracy_std", "train_images", "dims"}.
+    `arrays`: the set already decoded by `tfmargin.data.feed.load_rec_arrays`, to reuse."""
+    from tfmargin.data.feed import load_rec_arrays
     from tfmargin.data.verification_bin import load_verification_bin
     from tfmargin.evaluate.verification import verification
 
-    with RecordIO(os.path.join(data_dir, "train.rec")) as reader:
-        keys = reader.keys()
-        keys = keys[np.linspace(0, len(keys) - 1, min(len(keys), max_train_images)).astype(int)]
-        items = reader.read_many(keys)
-    images = decode_images([jpeg for jpeg, _ in items], 112, where=f"{data_dir}/train.rec")
-    labels = np.array([label for _, label in items])
+    if arrays is None:
+        images, labels = load_rec_arrays(os.path.join(data_dir, "train.rec"), max_train_images)
+    else:  # the same evenly spaced subset load_rec_arrays would read
+        pick = np.linspace(0, len(arrays[1]) - 1, min(len(arrays[1]), max_train_images))
+        images, labels = arrays[0][pick.astype(int)], arrays[1][pick.astype(int)]
     mean, projection = fit_fisherfaces(_grey_small(images), labels, pca_dims)
     test, issame = load_verification_bin(os.path.join(data_dir, "test.bin"))
     emb = (_grey_small(test) - mean) @ projection
@@ -207,15 +206,15 @@ def calibrate(data_dir, larger="mbf", smaller="mobilefacenet", steps=2000, secon
     report = {"data_dir": os.fspath(data_dir), "steps": steps, "seconds": seconds,
               "batch_size": batch_size, "learning_rate": learning_rate, "scale": scale,
               "margin": margin, "seed": seed,
-              "pixels": pixel_verification(os.path.join(data_dir, "test.bin")),
-              "fisherfaces": fisherface_verification(data_dir)}
+              "pixels": pixel_verification(os.path.join(data_dir, "test.bin"))}
     if feed is None:
         feed = "numpy" if codec.tf is None else "tfdata"
     arrays = None
-    if feed == "numpy":
+    if feed == "numpy":  # decoded once, for Fisherfaces and for training
         from tfmargin.data.feed import load_rec_arrays
 
         arrays = load_rec_arrays(os.path.join(data_dir, "train.rec"))
+    report["fisherfaces"] = fisherface_verification(data_dir, arrays=arrays)
     report["feed"], report["backend"] = feed, keras.backend.backend()
     for name in (larger, smaller, *others):
         model, backbone, info = _train_one(name, data_dir, num_classes, steps, seconds,
