@@ -6,3 +6,7 @@ Importing `tfmargin` itself is cheap; the sub-packages pull in Keras / TensorFlo
 """
 
 __version__ = "0.1.0"
+
+from tfmargin.errors import TfmarginError  # noqa: E402  (cheap: no Keras, no TensorFlow)
+
+__all__ = ["TfmarginError", "__version__"]

@@ -43,9 +43,12 @@ class DemoConfig:
     difficulty: str = "medium"
     # the teacher: a classifier .keras (backbone + ArcFace head), or "train"
     teacher: str = SHIPPED_TEACHER
+    # --teacher=train follows flags/demo_teacher.cfg (the shipped teacher's recipe)
     teacher_backbone: str = "mbf"
-    teacher_steps: int = 600
-    teacher_softmax_warmup_steps: int = 250   # flags/demo_teacher.cfg: ArcFace from scratch stalls
+    teacher_steps: int = 1500
+    teacher_batch_size: int = 64
+    teacher_softmax_warmup_steps: int = 150
+    teacher_margin_ramp_steps: int = 450
     # students: same backbone, batches, schedule and budget for every method
     methods: tuple = ("margin_distillation", "arcface")
     student_backbone: str = "mobilefacenet"
@@ -55,7 +58,10 @@ class DemoConfig:
     steps_per_epoch: int = 64
     lr: float = 0.1
     lr_warmup_steps: int = 10
+    # every margin-based student: the same scale, warm-up and ramp (docs/training.md)
+    scale: float | str = "auto"
     softmax_warmup_steps: int = 0
+    margin_ramp_steps: int = 0
     # export
     export_int8: bool = True
     calibration_images: int = 200
@@ -67,15 +73,17 @@ class DemoConfig:
 
 
 def classifier_model(backbone_name, head):
-    """backbone + head with the paper's optimiser (SGD 0.1, momentum 0.9, weight decay 5e-4),
-    compiled; inputs {"image", "label"[, "teacher" (512-d) for heads that read it]}."""
+    """backbone + head with the paper's optimiser (SGD 0.1, momentum 0.9, MXNet-style weight
+    decay 5e-4), compiled; inputs {"image", "label"[, "teacher" (512-d) for heads that read
+    it]}."""
     import keras
 
     from tfmargin.models import build_backbone
     from tfmargin.train.build import classifier
+    from tfmargin.train.sgd import CoupledSGD
 
     model = classifier(build_backbone(backbone_name, name="backbone"), head, teacher_dim=512)
-    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=5e-4),
+    model.compile(optimizer=CoupledSGD(0.1, momentum=0.9, coupled_weight_decay=5e-4),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     return model
@@ -130,10 +138,14 @@ def ensure_teacher(config, log=print):
 
     out = os.path.join(config.output_dir, "teacher")
     log(f"[demo] teacher: training {config.teacher_backbone} with ArcFace for "
-        f"{config.teacher_steps} steps")
+        f"{config.teacher_steps} steps of {config.teacher_batch_size}")
     result = train(_schedule(config, config.data_seed).replace(
         role="teacher", backbone=config.teacher_backbone, steps=config.teacher_steps,
-        softmax_warmup_steps=config.teacher_softmax_warmup_steps, flip=True, output_dir=out),
+        batch_size=config.teacher_batch_size, steps_per_epoch=config.teacher_steps,
+        eval_every=config.teacher_steps, scale="auto",
+        lr_warmup_steps=config.teacher_steps // 30,
+        softmax_warmup_steps=config.teacher_softmax_warmup_steps,
+        margin_ramp_steps=config.teacher_margin_ramp_steps, flip=True, output_dir=out),
         log=log)
     return result.paths["classifier"]
 
@@ -161,6 +173,7 @@ def ensure_signal(config, teacher_path, log=print):
 def train_students(config, signal, log=print):
     """{(method, seed): {"result": TrainResult, "seconds", "backbone": selected .keras}}."""
     from tfmargin.train import train
+    from tfmargin.train.config import warmup_capable
 
     runs = {}
     methods = sorted(config.methods, key=ORDER.index)
@@ -173,8 +186,10 @@ def train_students(config, signal, log=print):
             recipe = _schedule(config, seed).replace(
                 method=method, backbone=config.student_backbone, output_dir=out,
                 teacher_signal=signal.directory,  # the ArcFace control reads the same shards
-                softmax_warmup_steps=config.softmax_warmup_steps if method in (
-                    "arcface", "margin_distillation", "angular", "margin_kd_t") else 0)
+                scale=config.scale)
+            if warmup_capable(recipe):
+                recipe = recipe.replace(softmax_warmup_steps=config.softmax_warmup_steps,
+                                        margin_ramp_steps=config.margin_ramp_steps)
             if method.startswith("triplet"):
                 recipe = recipe.replace(init_backbone=runs[("arcface", seed)]["backbone"])
             log(f"[demo] student {name}: {config.steps} steps of {config.batch_size}")
@@ -222,10 +237,9 @@ def run(config=None, log=print):
                       "test": os.path.join(config.data_dir, "test.bin")})
     test = {"test": sets["test"]}
     rows, curves = [], {}
-    from tfmargin.train.signal import find_backbone
-    import keras
+    from tfmargin.models import load_backbone
 
-    teacher_backbone = find_backbone(keras.saving.load_model(teacher_path))
+    teacher_backbone = load_backbone(teacher_path)
     teacher_eval = evaluate_sets(teacher_backbone, sets)
     rows.append(_row(f"teacher ({config.teacher_backbone}, ArcFace)", "teacher", None,
                      teacher_eval["test"], teacher_eval["val"].accuracy, model=teacher_path))

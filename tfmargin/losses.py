@@ -1,4 +1,4 @@
-"""Distillation losses of the baselines MarginDistillation is compared with (DESIGN.md §1).
+"""Distillation losses of the baselines MarginDistillation is compared with (docs/method.md).
 
 Pure keras.ops functions (TF and JAX), plus Keras `Loss` classes where the loss fits the
 (y_true, y_pred) contract. The baselines that also need labels or class centers are layers in

@@ -22,7 +22,8 @@ def results(tmp_path_factory):
     config = demo.DemoConfig(
         output_dir=str(out / "results"), data_dir=str(out / "data"), identities=12,
         images_per_identity=4, teacher="train", teacher_backbone=tiny.NAME, teacher_steps=4,
-        teacher_softmax_warmup_steps=2,  # the shipped teacher's recipe has a warm-up too
+        teacher_batch_size=8, teacher_softmax_warmup_steps=1, teacher_margin_ramp_steps=2,
+        softmax_warmup_steps=1, margin_ramp_steps=2,  # the recipes warm up and ramp
         student_backbone=tiny.NAME, batch_size=8, steps=4, steps_per_epoch=2, lr=0.05,
         lr_warmup_steps=1, calibration_images=16)
     with pytest.warns(Warning):  # the 12-identity set is smaller than the LFW layout
@@ -138,7 +139,7 @@ def test_every_method_with_seeds_gives_mean_and_std(tmp_path):
     config = demo.DemoConfig(
         output_dir=str(tmp_path / "results"), data_dir=str(tmp_path / "data"), identities=12,
         images_per_identity=4, teacher="train", teacher_backbone=tiny.NAME, teacher_steps=2,
-        teacher_softmax_warmup_steps=1, student_backbone=tiny.NAME, batch_size=8, steps=2,
+        teacher_batch_size=8, teacher_softmax_warmup_steps=1, student_backbone=tiny.NAME, batch_size=8, steps=2,
         steps_per_epoch=2, lr=0.05, lr_warmup_steps=1, methods=demo.ORDER, seeds=(0, 1),
         export_int8=False)
     with pytest.warns(Warning):

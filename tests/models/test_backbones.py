@@ -20,7 +20,7 @@ def test_mobilefacenet_matches_the_paper():
 
 
 def test_paper_student_size():
-    # DESIGN.md §3: the MarginDistillation student (width 1, ReLU, 512-d): 221M MACs,
+    # docs/method.md: the MarginDistillation student (width 1, ReLU, 512-d): 221M MACs,
     # 1.21M parameters; the 512-d embedding adds 512 x 384 weights to the paper's 128-d net.
     model = build_backbone("mobilefacenet")
     assert model.count_params() == pytest.approx(1.21e6, rel=0.01)

@@ -3,12 +3,16 @@
 import csv
 import json
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
 
 from tfmargin.train import ArrayFeed, TrainingDiverged, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _weights(model):
@@ -73,8 +77,68 @@ def test_a_killed_run_resumes_and_matches_an_uninterrupted_one(tiny_config, tmp_
     assert len(resumed.history["loss"]) == 1  # only the 2nd epoch ran in this invocation
     assert int(keras.ops.convert_to_numpy(resumed.model.optimizer.iterations)) == 4
     # Same seed, the skipped batches, the restored optimizer: the same weights, bit for bit.
+    # (The tiny backbone has no concurrent ops that race; real models need --deterministic for
+    # this, tested in a fresh process below.)
     for a, b in zip(_weights(whole.model), _weights(resumed.model)):
         np.testing.assert_array_equal(a, b)
+
+
+DETERMINISM_SCRIPT = """
+import json, sys
+import keras, numpy as np
+from tfmargin.train.determinism import prepare
+assert prepare()  # before any TensorFlow op, as the CLI does
+from tfmargin.train import TrainConfig, train
+config = TrainConfig.from_dict(json.loads(sys.argv[1]))
+
+class Kill(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt("killed")
+
+quiet = lambda *_: None
+first = train(config.replace(output_dir=config.output_dir + "/a"), log=quiet)
+second = train(config.replace(output_dir=config.output_dir + "/b"), log=quiet)
+try:
+    train(config.replace(output_dir=config.output_dir + "/c"), callbacks=[Kill()], log=quiet)
+except KeyboardInterrupt:
+    pass
+resumed = train(config.replace(output_dir=config.output_dir + "/c"), log=quiet)
+assert resumed.start_step == 2
+for a, b, c in zip(first.model.get_weights(), second.model.get_weights(),
+                   resumed.model.get_weights()):
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, c)
+from tensorflow.python.framework import config as tf_config
+assert not tf_config.is_op_determinism_enabled()  # put back after each run
+print("identical")
+"""
+
+
+def test_deterministic_runs_are_bit_identical_and_so_is_a_resumed_one(tiny_config, tmp_path):
+    """A real MobileFaceNet, batch 32: under --deterministic two runs of one config, and a run
+    killed after its first epoch and resumed, end with the same weights bit for bit. (Without
+    it, two processes part within a few steps on this CPU: docs/training.md.) A fresh process,
+    since inter-op parallelism is fixed at TensorFlow's start."""
+    config = tiny_config.replace(backbone="mobilefacenet", batch_size=32, steps=4,
+                                 steps_per_epoch=2, deterministic=True, flip=False,
+                                 output_dir=str(tmp_path))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, "-c", DETERMINISM_SCRIPT, json.dumps(config.to_dict())],
+                          capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0 and "identical" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_deterministic_refuses_a_running_tensorflow(tiny_config):
+    from tfmargin.train import ConfigError
+
+    import tensorflow as tf
+
+    tf.constant(1.0) + 1.0  # the runtime is up, with its default inter-op pool
+    if tf.config.threading.get_inter_op_parallelism_threads() == 1:
+        pytest.skip("this process already runs one inter-op thread")
+    with pytest.raises(ConfigError, match="^deterministic: TensorFlow already runs ops"):
+        train(tiny_config.replace(deterministic=True), log=lambda *_: None)
 
 
 def test_nan_loss_stops_with_advice(tiny_config, signal, rng):

@@ -46,4 +46,5 @@ def test_piecewise_with_warmup_and_serialisation():
 def test_optimizer_is_the_papers_sgd():
     opt = optimizer(TrainConfig())
     assert isinstance(opt, keras.optimizers.SGD)
-    assert opt.momentum == 0.9 and opt.weight_decay == pytest.approx(5e-4)
+    assert opt.momentum == 0.9 and opt.coupled_weight_decay == pytest.approx(5e-4)
+    assert not opt.weight_decay  # Keras' decoupled decay stays off: MXNet's rule instead

@@ -25,8 +25,12 @@ flags.DEFINE_string("teacher", _D.teacher, "Teacher classifier .keras (backbone 
 flags.DEFINE_string("teacher_backbone", _D.teacher_backbone, "Backbone of a --teacher=train "
                     "teacher (and the label of the shipped one).")
 flags.DEFINE_integer("teacher_steps", _D.teacher_steps, "Steps of a --teacher=train teacher.")
+flags.DEFINE_integer("teacher_batch_size", _D.teacher_batch_size,
+                     "Batch size of a --teacher=train teacher.")
 flags.DEFINE_integer("teacher_softmax_warmup_steps", _D.teacher_softmax_warmup_steps,
                      "Margin-free softmax steps of a --teacher=train teacher.")
+flags.DEFINE_integer("teacher_margin_ramp_steps", _D.teacher_margin_ramp_steps,
+                     "Margin ramp steps of a --teacher=train teacher.")
 flags.DEFINE_list("methods", list(_D.methods), f"Student methods, or 'all': {', '.join(ORDER)}.")
 flags.DEFINE_string("student_backbone", _D.student_backbone, "Student backbone.")
 flags.DEFINE_list("seeds", [str(s) for s in _D.seeds], "Training seeds; each method runs once "
@@ -36,8 +40,12 @@ flags.DEFINE_integer("steps", _D.steps, "Training steps per student.")
 flags.DEFINE_integer("steps_per_epoch", _D.steps_per_epoch, "Steps between validations.")
 flags.DEFINE_float("lr", _D.lr, "Peak learning rate (cosine schedule).")
 flags.DEFINE_integer("lr_warmup_steps", _D.lr_warmup_steps, "Linear LR warm-up steps.")
+flags.DEFINE_string("scale", str(_D.scale), "Logit scale of every student head: a number or "
+                    "'auto' (AdaCos' sqrt(2)*ln(C-1)).")
 flags.DEFINE_integer("softmax_warmup_steps", _D.softmax_warmup_steps, "Margin-free softmax "
                      "steps at the start of the margin-based students.")
+flags.DEFINE_integer("margin_ramp_steps", _D.margin_ramp_steps, "Then the margin of the "
+                     "margin-based students grows linearly over this many steps.")
 flags.DEFINE_bool("export_int8", _D.export_int8, "Export the best student to int8 TFLite.")
 flags.DEFINE_integer("calibration_images", _D.calibration_images, "int8 calibration images.")
 
@@ -60,12 +68,18 @@ def config_from_flags():
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds: expected distinct integers, got {','.join(FLAGS.seeds)}")
     for name in ("identities", "images_per_identity", "batch_size", "steps", "steps_per_epoch",
-                 "teacher_steps", "calibration_images"):
+                 "teacher_steps", "teacher_batch_size", "calibration_images"):
         if getattr(FLAGS, name) <= 0:
             raise ValueError(f"--{name}: must be > 0, got {getattr(FLAGS, name)}")
     if FLAGS.steps % FLAGS.steps_per_epoch:
         raise ValueError(f"--steps: {FLAGS.steps} is not a multiple of --steps_per_epoch "
                          f"{FLAGS.steps_per_epoch}")
+    from tfmargin.train.config import ConfigError, parse_scale
+
+    try:
+        scale = parse_scale(FLAGS.scale)
+    except ConfigError as e:
+        raise ValueError(f"--{e}") from None
     if FLAGS.teacher != "train" and not os.path.isfile(FLAGS.teacher):
         raise ValueError(f"--teacher: {FLAGS.teacher} does not exist (or use --teacher=train)")
     return DemoConfig(
@@ -73,7 +87,10 @@ def config_from_flags():
         images_per_identity=FLAGS.images_per_identity, data_seed=FLAGS.data_seed,
         difficulty=FLAGS.difficulty, teacher=FLAGS.teacher,
         teacher_backbone=FLAGS.teacher_backbone, teacher_steps=FLAGS.teacher_steps,
+        teacher_batch_size=FLAGS.teacher_batch_size,
         teacher_softmax_warmup_steps=FLAGS.teacher_softmax_warmup_steps,
+        teacher_margin_ramp_steps=FLAGS.teacher_margin_ramp_steps, scale=scale,
+        margin_ramp_steps=FLAGS.margin_ramp_steps,
         methods=tuple(methods), student_backbone=FLAGS.student_backbone, seeds=seeds,
         batch_size=FLAGS.batch_size, steps=FLAGS.steps, steps_per_epoch=FLAGS.steps_per_epoch,
         lr=FLAGS.lr, lr_warmup_steps=FLAGS.lr_warmup_steps,

@@ -6,6 +6,12 @@
         --bins=data/lfw.bin --roc_plot=roc.png          # the same weights, every artifact
     python -m tfmargin.cli.evaluate --model=student.tflite --identification=megaface_dir
 
+    python -m tfmargin.cli.evaluate --teacher_report --model=teacher/classifier.keras \
+        --data=data/demo --bins=data/demo/val.bin,data/demo/test.bin
+
+--teacher_report checks a classifier file (backbone + head) before its centers are handed to a
+student: the top-1 of its own training images (--data) against its centers and the median
+cosine to the own center (tfmargin/evaluate/teacher.py), beside the --bins accuracies.
 --model takes .keras / .h5 files, SavedModel directories, .tflite and .onnx files (a
 comma-separated list compares them). Prints a markdown table (accuracy +- std over 10 folds,
 TAR at each FAR over all pairs, insightface's fold-based VAL@FAR=1e-3) and writes the numbers to
@@ -36,6 +42,34 @@ flags.DEFINE_list("ranks", ["1", "5", "10"], "Ranks k reported for identificatio
 flags.DEFINE_string("output_json", None, "Write all numbers here (JSON).")
 flags.DEFINE_string("roc_plot", None, "Write ROC curves (one per model and set) to this PNG.")
 flags.DEFINE_bool("progress", True, "Progress bars while embedding.")
+flags.DEFINE_bool("teacher_report", False, "Check a teacher classifier (--model, one .keras "
+                  "with its head) against its training data (--data): top-1 against its own "
+                  "centers and the median cosine to them.")
+flags.DEFINE_string("data", None, "--teacher_report: the teacher's training data (.rec or a "
+                    "directory holding train.rec).")
+flags.DEFINE_integer("max_images", None, "--teacher_report: embed an evenly spaced subset of "
+                     "this many training images (all when unset).")
+
+
+def _teacher_report():
+    from tfmargin.errors import TfmarginError
+    from tfmargin.evaluate.teacher import teacher_report
+
+    if len(FLAGS.model) != 1 or not FLAGS.data:
+        raise app.UsageError("--teacher_report needs one --model (a classifier .keras) and "
+                             "--data")
+    try:
+        report = teacher_report(FLAGS.model[0], FLAGS.data, bins=FLAGS.bins or None,
+                                batch_size=FLAGS.batch_size, max_images=FLAGS.max_images,
+                                folds=FLAGS.folds, verbose=FLAGS.progress)
+    except (TfmarginError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(report.format())
+    if FLAGS.output_json:
+        _write_json(FLAGS.output_json, report.to_dict())
+        print(f"results: {FLAGS.output_json}")
+    return 0
 
 
 def _identification_table(rows):
@@ -52,6 +86,8 @@ def _identification_table(rows):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    if FLAGS.teacher_report:
+        return _teacher_report()
     if not FLAGS.bins and not FLAGS.identification:
         raise app.UsageError("give --bins and/or --identification")
     if FLAGS.bins and not FLAGS.model:

@@ -39,7 +39,7 @@ _FLAG_OF = {"teacher": "teacher", "source": "data", "output_dir": "output", "cen
             "batch_size": "batch_size", "shards": "shards"}
 
 
-class FlagError(ValueError):
+class FlagError(ValueError):  # a CLI usage error (exit 2), not the library's
     def __init__(self, flag, message):
         super().__init__(f"--{flag}: {message}")
 

@@ -13,7 +13,7 @@ import sys
 
 from absl import app, flags
 
-from tfmargin.train.config import ConfigError, TrainConfig, validate
+from tfmargin.train.config import ConfigError, TrainConfig, parse_scale, validate
 
 HELP = {
     "role": "teacher or student (a --method implies student).",
@@ -31,7 +31,7 @@ HELP = {
                      "of an ArcFace student.",
     "image_size": "Input image side in pixels.",
     "num_classes": "Classes (0: the data's own count).",
-    "scale": "Logit scale s.",
+    "scale": "Logit scale s, or 'auto': AdaCos' fixed scale sqrt(2)*ln(C-1) for C classes.",
     "margin": "Margin (default per head: ArcFace 0.5, CosFace 0.35, SphereFace 4).",
     "m_max": "MarginDistillation / triplet distillation: largest margin.",
     "m_min": "MarginDistillation / triplet distillation: smallest margin.",
@@ -41,6 +41,13 @@ HELP = {
     "temperature": "Distillation temperature T (margin_kd_t, hinton_kd).",
     "distance": "Embedding distillation distance: cos or l2.",
     "softmax_warmup_steps": "Train this many first steps without the margin.",
+    "margin_ramp_steps": "After the softmax warm-up, grow the margin linearly from 0 to its "
+                         "full value over this many steps (0: switch it on at once).",
+    "weight_decay_mode": "coupled: wd*w joins the gradient before momentum, biases and "
+                         "BatchNorm betas exempt (MXNet, the paper); decoupled: Keras' "
+                         "SGD(weight_decay=), every variable.",
+    "deterministic": "Seed everything and enable TensorFlow's op determinism: two runs of the "
+                     "same command give the same weights (slower).",
     "batch_size": "Global batch size (over all replicas).",
     "images_per_identity": "Triplet methods: K images of each identity per batch.",
     "steps": "Optimizer steps in all.",
@@ -77,7 +84,9 @@ def define_flags(flag_values=flags.FLAGS):
         if name in SKIPPED:
             continue
         default, help_ = getattr(defaults, name), HELP[name]
-        if isinstance(default, bool):
+        if name == "scale":  # a number or "auto"
+            flags.DEFINE_string(name, str(default), help_, flag_values=flag_values)
+        elif isinstance(default, bool):
             flags.DEFINE_bool(name, default, help_, flag_values=flag_values)
         elif isinstance(default, tuple):
             flags.DEFINE_list(name, [str(v) for v in default], help_, flag_values=flag_values)
@@ -101,6 +110,7 @@ def config_from_flags(flag_values=flags.FLAGS):
     except ValueError:
         raise ConfigError(f"lr_steps: expected step numbers, got {values['lr_steps']}") from None
     values["test_bins"] = tuple(values["test_bins"])
+    values["scale"] = parse_scale(values["scale"])
     if flag_values["method"].present:
         if flag_values["role"].present and values["role"] == "teacher":
             raise ConfigError("role: a teacher takes --head, not --method")
@@ -119,6 +129,13 @@ def main(argv):
     except ConfigError as e:
         print(f"error: --{e}", file=sys.stderr)
         return 2
+    if config.deterministic:
+        import keras
+
+        if keras.backend.backend() == "tensorflow":
+            from tfmargin.train.determinism import prepare
+
+            prepare()  # before TensorFlow's first op, which nothing above has run
     from tfmargin.train.callbacks import TrainingDiverged
     from tfmargin.train.loop import train
 

@@ -8,6 +8,8 @@ back to Pillow's libjpeg, so `.rec` and `.bin` files still read there.
 
 import numpy as np
 
+from tfmargin.errors import TfmarginError
+
 try:
     import tensorflow as tf
 except ImportError:  # JAX-only machine
@@ -16,7 +18,7 @@ except ImportError:  # JAX-only machine
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
 
-class CorruptImageError(ValueError):
+class CorruptImageError(TfmarginError, ValueError):
     """An image that does not decode; the message names the file or record."""
 
 

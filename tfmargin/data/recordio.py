@@ -1,6 +1,6 @@
 """insightface / MXNet RecordIO (`train.rec`, `train.idx`, `property`), without mxnet.
 
-Byte layout (DESIGN.md §2, dmlc-core `recordio.h`): every chunk is `uint32 magic 0xced7230a`,
+Byte layout (docs/formats.md, dmlc-core `recordio.h`): every chunk is `uint32 magic 0xced7230a`,
 `uint32 lrec` (little-endian), `lrec >> 29` the continuation flag and `lrec & (2**29-1)` the length,
 then the payload padded with zeros to 4 bytes. A record whose payload holds the magic value at a
 4-byte-aligned position is split there into chunks flagged 1 (start), 2 (middle), 3 (end); the
@@ -24,6 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from tfmargin.atomic import AllOrNothing, write_bytes
+from tfmargin.errors import TfmarginError
 
 MAGIC = 0xCED7230A
 _MAGIC_BYTES = struct.pack("<I", MAGIC)
@@ -32,11 +33,11 @@ _IR_FORMAT = "<IfQQ"
 IR_SIZE = struct.calcsize(_IR_FORMAT)  # 24
 
 
-class RecordIOError(ValueError):
+class RecordIOError(TfmarginError, ValueError):
     """A .rec / .idx file that cannot be read; the message names the file and the byte offset."""
 
 
-class LabelError(ValueError):
+class LabelError(TfmarginError, ValueError):
     """A record whose class label is not an integer in 0..num_classes-1; names the record."""
 
 

@@ -17,9 +17,10 @@ import numpy as np
 
 from tfmargin.atomic import write_bytes
 from tfmargin.data import images as codec
+from tfmargin.errors import TfmarginError
 
 
-class UnsafePickleError(pickle.UnpicklingError, ValueError):
+class UnsafePickleError(TfmarginError, pickle.UnpicklingError, ValueError):
     """A .bin pickle that refers to anything outside what the format needs."""
 
 

@@ -30,6 +30,8 @@ _LAZY = {
     "plot_angle_histograms": "tfmargin.evaluate.plots",
     "center_angles": "tfmargin.evaluate.plots",
     "VerificationCallback": "tfmargin.evaluate.callback",
+    "TeacherReport": "tfmargin.evaluate.teacher",
+    "teacher_report": "tfmargin.evaluate.teacher",
 }
 
 __all__ = [

@@ -206,15 +206,10 @@ class OnnxEmbedder(Embedder):
 
 
 def _load_keras(path):
-    import keras
+    from tfmargin.models.io import load_backbone
 
-    # Importing tfmargin's layer modules registers their classes for deserialisation.
-    for module in ("tfmargin.models", "tfmargin.heads"):
-        try:
-            __import__(module)
-        except ImportError:
-            pass
-    return KerasEmbedder(keras.saving.load_model(path, compile=False), where=path)
+    # A classifier file (backbone + head) is evaluated through its backbone.
+    return KerasEmbedder(load_backbone(path), where=path)
 
 
 def load_embedder(model, num_threads=None):

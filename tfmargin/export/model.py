@@ -3,54 +3,35 @@ model (the backbone: one image input, (B, D) embeddings) or a whole training mod
 margin head, as tfmargin's training and demo build it). Exporters ship the backbone; QAT also
 needs the head, for the student's own loss."""
 
-import os
+from tfmargin.errors import TfmarginError
 
 IMAGE_SIZE = 112
 
 
-class ExportError(ValueError):
+class ExportError(TfmarginError, ValueError):
     """An export that cannot be done as asked; the message names the model, file or mode."""
 
 
 def load_model(model):
-    """A Keras model from a model or a `.keras` / `.h5` path (tfmargin's layers registered)."""
-    import keras
-
+    """A Keras model from a model or a `.keras` / `.h5` path (tfmargin.models.load_model)."""
     if hasattr(model, "layers"):
         return model
-    path = os.fspath(model)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"model {path} does not exist")
-    if not path.endswith((".keras", ".h5")):
-        raise ExportError(f"model {path}: expected a .keras (or .h5) file")
-    import tfmargin.heads  # noqa: F401  (registers the head layers for deserialisation)
-    import tfmargin.models  # noqa: F401
-    return keras.saving.load_model(path, compile=False)
+    from tfmargin.models.io import load_model as load
 
-
-def _is_embedding_model(model):
-    inputs = getattr(model, "inputs", None) or []
-    return len(inputs) == 1 and len(inputs[0].shape) == 4 and len(model.outputs) == 1 \
-        and len(model.outputs[0].shape) == 2
+    return load(model)
 
 
 def embedding_model(model):
     """The backbone of `model`: the model itself if it maps one image batch to embeddings, else
     its sub-model named "backbone" (or its only nested model that does)."""
+    from tfmargin.errors import ModelFileError
+    from tfmargin.models.io import find_backbone
+
     model = load_model(model)
-    if _is_embedding_model(model):
-        return model
     try:
-        inner = model.get_layer("backbone")
-    except ValueError:
-        nested = [layer for layer in model.layers if _is_embedding_model(layer)]
-        if len(nested) != 1:
-            raise ExportError(f"model {model.name!r}: found {len(nested)} embedding sub-models; "
-                              "pass the backbone (one image input -> (B, D) embeddings)") from None
-        inner = nested[0]
-    if not _is_embedding_model(inner):
-        raise ExportError(f"model {model.name!r}: its 'backbone' layer is not an embedding model")
-    return inner
+        return find_backbone(model)
+    except ModelFileError as e:
+        raise ExportError(str(e)) from None
 
 
 def check_input(backbone):

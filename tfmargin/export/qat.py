@@ -1,5 +1,5 @@
 """Quantisation-aware training (QAT) with tensorflow-model-optimization: the only module that
-imports tf_keras / tfmot (they accept nothing but tf_keras models; DESIGN.md §3).
+imports tf_keras / tfmot (they accept nothing but tf_keras models; docs/toolchain.md).
 
     path, info = quantization_aware_training(trained_model, "student_qat_int8.tflite",
                                              data="data/train.rec", teacher="teacher.npy",

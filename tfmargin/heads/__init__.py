@@ -2,6 +2,7 @@
 
     MarginHead (ArcFace / CosFace / SphereFace)   head([embeddings, labels])
     MarginDistillationHead                         head([embeddings, labels, teacher_embeddings])
+    SoftmaxWarmup(head, warmup_steps, ramp_steps)  a margin that waits, then ramps up
     baselines: AngularDistillationHead, MarginKDHead, HintonKDHead, TripletDistillationHead,
                EmbeddingDistillationHead          head([embeddings, labels, teacher_embeddings])
 """
@@ -12,9 +13,10 @@ from tfmargin.heads.baselines import (AngularDistillationHead, EmbeddingDistilla
                                       HintonKDHead, MarginKDHead, TripletDistillationHead)
 from tfmargin.heads.distill import MarginDistillationHead
 from tfmargin.heads.margin import ArcFace, CosFace, MarginHead, SphereFace
+from tfmargin.heads.warmup import SoftmaxWarmup
 
 __all__ = ["AngularDistillationHead", "ArcFace", "CosFace", "EmbeddingDistillationHead",
-           "HintonKDHead", "MarginDistillationHead", "MarginHead", "MarginKDHead", "SphereFace",
+           "HintonKDHead", "MarginDistillationHead", "MarginHead", "MarginKDHead", "SoftmaxWarmup", "SphereFace",
            "TripletDistillationHead", "compile_loss"]
 
 

@@ -65,3 +65,11 @@ def apply_margin(cos, labels, scale, m1=1.0, m2=0.0, m3=0.0):
     """`margin_logits` from already computed cosines (B, C)."""
     target = margin_target(target_cosines(cos, labels), m1, m2, m3)
     return scale * replace_target(cos, labels, target)
+
+
+def adacos_scale(num_classes):
+    """AdaCos' fixed scale sqrt(2) * ln(C - 1) (Zhang et al., CVPR 2019): large enough that a
+    sample at its center is classified confidently, small enough that the softmax does not
+    saturate while samples are still far from it. 7.6 for 210 classes, 16.1 for MS1M's 85,742
+    (the paper's s=64 is for the latter)."""
+    return math.sqrt(2.0) * math.log(max(int(num_classes) - 1, 2))

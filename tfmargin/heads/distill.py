@@ -12,7 +12,7 @@ class MarginDistillationHead(keras.layers.Layer):
     """ArcFace logits against the teacher's frozen class centers, with a per-sample margin.
 
     Called as `head([embeddings, labels, teacher_embeddings])`. For sample i with teacher
-    embedding t_i and class y_i (DESIGN.md §1):
+    embedding t_i and class y_i (docs/method.md):
 
         cos_t_i = <t_i/|t_i|, W_yi/|W_yi|>
         m_i     = (m_max - m_min) / D_max * cos_t_i + m_min
@@ -71,10 +71,15 @@ class MarginDistillationHead(keras.layers.Layer):
         return ops.stop_gradient(m)
 
     def call(self, inputs):
-        embeddings, labels, teacher = inputs
+        return self.logits_from_cosines(angular.cosine_logits(inputs[0], self.centers), inputs)
+
+    def logits_from_cosines(self, cos, inputs, margin_fraction=1.0):
+        """The logits from already computed cosines (B, C); `margin_fraction` scales every
+        per-sample margin (0: plain normalised softmax), for warm-ups."""
+        _, labels, teacher = inputs
         labels = angular.flat_labels(labels)
-        return angular.margin_logits(embeddings, self.centers, labels, self.scale,
-                                     m2=self.margins(teacher, labels))
+        return angular.apply_margin(cos, labels, self.scale,
+                                    m2=self.margins(teacher, labels) * margin_fraction)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], self.num_classes)

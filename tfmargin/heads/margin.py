@@ -39,8 +39,14 @@ class MarginHead(keras.layers.Layer):
             trainable=True, name="centers")
 
     def call(self, inputs):
-        return angular.margin_logits(inputs[0], self.centers, angular.flat_labels(inputs[1]),
-                                     self.scale, self.m1, self.m2, self.m3)
+        return self.logits_from_cosines(angular.cosine_logits(inputs[0], self.centers), inputs)
+
+    def logits_from_cosines(self, cos, inputs, margin_fraction=1.0):
+        """The logits from already computed cosines (B, C) to the centers. `margin_fraction`
+        in [0, 1] scales the margin (0: plain normalised softmax), for warm-ups."""
+        f = margin_fraction
+        return angular.apply_margin(cos, angular.flat_labels(inputs[1]), self.scale,
+                                    1.0 + (self.m1 - 1.0) * f, self.m2 * f, self.m3 * f)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], self.num_classes)

@@ -1,5 +1,7 @@
-"""Backbones: the MobileFaceNet student and the IResNet teacher, and a registry by name."""
+"""Backbones: the MobileFaceNet student and the IResNet teacher, a registry by name, and the
+one loader of tfmargin model files (`load_model`, `load_backbone`)."""
 
+from tfmargin.models.io import find_backbone, load_backbone, load_model
 from tfmargin.models.iresnet import iresnet
 from tfmargin.models.layers import GroupedConv2D
 from tfmargin.models.mobilefacenet import mobilefacenet
@@ -7,4 +9,5 @@ from tfmargin.models.profile import count_macs, count_params
 from tfmargin.models.registry import backbone_names, build_backbone, register_backbone
 
 __all__ = ["GroupedConv2D", "backbone_names", "build_backbone", "count_macs", "count_params",
-           "iresnet", "mobilefacenet", "register_backbone"]
+           "find_backbone", "iresnet", "load_backbone", "load_model", "mobilefacenet",
+           "register_backbone"]

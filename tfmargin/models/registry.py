@@ -6,7 +6,7 @@ from tfmargin.models.iresnet import STAGES, iresnet
 from tfmargin.models.mobilefacenet import mobilefacenet
 
 _BACKBONES = {
-    # The MarginDistillation student (DESIGN.md §1): width 1, ReLU, 512-d.
+    # The MarginDistillation student (docs/method.md): width 1, ReLU, 512-d.
     "mobilefacenet": mobilefacenet,
     # arcface_torch's `mbf` and `mbf_large`.
     "mbf": functools.partial(mobilefacenet, width=2, activation="prelu"),

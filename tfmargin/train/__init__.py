@@ -19,12 +19,15 @@ from tfmargin.data.feed import ArrayFeed, write_arrays
 from tfmargin.train.inputs import training_data
 from tfmargin.train.loop import TrainResult, load_signal, train
 from tfmargin.train.methods import make_head
-from tfmargin.train.schedule import WarmupSchedule, learning_rate, optimizer
+from tfmargin.train.sgd import CoupledSGD, build_optimizer
+from tfmargin.train.schedule import WarmupSchedule, learning_rate
 from tfmargin.train.signal import (TeacherSignal, TeacherSignalError, extract_teacher_signal,
                                    load_teacher_signal, teacher_centers)
-from tfmargin.train.warmup import SoftmaxWarmup
+from tfmargin.heads.warmup import SoftmaxWarmup
 
-__all__ = ["ArrayFeed", "Built", "ConfigError", "METHODS", "SoftmaxWarmup", "StopOnNaN",
+optimizer = build_optimizer  # the name before weight_decay_mode existed
+
+__all__ = ["ArrayFeed", "CoupledSGD", "build_optimizer", "Built", "ConfigError", "METHODS", "SoftmaxWarmup", "StopOnNaN",
            "TeacherSignal", "TeacherSignalError", "TrainConfig", "TrainResult",
            "TrainingDiverged", "WarmupSchedule", "build_student", "build_teacher", "classifier",
            "extract_teacher_signal", "learning_rate", "load_signal", "load_teacher_signal",

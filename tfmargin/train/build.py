@@ -13,10 +13,10 @@ import dataclasses
 import keras
 
 from tfmargin.heads import compile_loss
-from tfmargin.models import build_backbone
-from tfmargin.train import schedule
+from tfmargin.models import build_backbone, load_backbone
 from tfmargin.train.config import ConfigError
 from tfmargin.train.methods import make_head, reads_teacher
+from tfmargin.train.sgd import build_optimizer
 
 
 @dataclasses.dataclass
@@ -57,7 +57,7 @@ def classifier(backbone, head, teacher_dim=None):
 def compile_classifier(model, head, config):
     loss = compile_loss(head)
     metrics = ["accuracy"] if getattr(head, "OBJECTIVE", "logits") == "logits" else None
-    model.compile(optimizer=schedule.optimizer(config), loss=loss, metrics=metrics)
+    model.compile(optimizer=build_optimizer(config), loss=loss, metrics=metrics)
     return model
 
 
@@ -66,7 +66,7 @@ def _backbone(config):
                               input_shape=(config.image_size, config.image_size, 3),
                               name="backbone", **config.backbone_kwargs)
     if config.init_backbone:
-        start = keras.saving.load_model(config.init_backbone, compile=False)
+        start = load_backbone(config.init_backbone)
         theirs, ours = start.get_weights(), backbone.get_weights()
         if [w.shape for w in theirs] != [w.shape for w in ours]:
             raise ConfigError(f"init_backbone: {config.init_backbone} is not a "

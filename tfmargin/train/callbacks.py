@@ -9,9 +9,10 @@ import keras
 import numpy as np
 
 from tfmargin.atomic import write_json
+from tfmargin.errors import TfmarginError
 
 
-class TrainingDiverged(FloatingPointError):
+class TrainingDiverged(TfmarginError, FloatingPointError):
     """The loss became NaN or inf; the message says at which step and what to try."""
 
 

@@ -5,14 +5,18 @@ The field names are the flag names of `python -m tfmargin.cli.train`, so an erro
 """
 
 import dataclasses
+import math
 import os
 from typing import Any
+
+from tfmargin.errors import TfmarginError
 
 ROLES = ("teacher", "student")
 METHODS = ("margin_distillation", "arcface", "angular", "triplet_l2", "triplet_cos",
            "margin_kd_t", "hinton_kd", "embedding")
 TEACHER_HEADS = ("arcface", "cosface", "sphereface")
 SCHEDULES = ("piecewise", "cosine")
+WEIGHT_DECAY_MODES = ("coupled", "decoupled")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 DISTANCES = ("cos", "l2")
@@ -21,13 +25,13 @@ TEACHER_FREE = ("arcface",)
 TRIPLET_METHODS = ("triplet_l2", "triplet_cos")
 
 
-class ConfigError(ValueError):
+class ConfigError(TfmarginError, ValueError):
     """A recipe field (a CLI flag) with a bad value; the message starts with the field name."""
 
 
 @dataclasses.dataclass
 class TrainConfig:
-    """A training run. Defaults are the paper's student recipe (DESIGN.md §1): MobileFaceNet
+    """A training run. Defaults are the paper's student recipe (docs/method.md): MobileFaceNet
     (ReLU, 512-d), SGD 0.1, momentum 0.9, weight decay 5e-4, batch 512, LR / 10 at 100k, 160k,
     220k steps. `role="teacher"` trains `backbone` with the `head` margin instead.
 
@@ -48,7 +52,7 @@ class TrainConfig:
     image_size: int = 112
     num_classes: int = 0                    # 0: the data's own count
     # heads
-    scale: float = 64.0
+    scale: float | str = 64.0               # or "auto": AdaCos' fixed scale for the class count
     margin: float | None = None             # None: the head's default (0.5 / 0.35 / 4)
     m_max: float = 0.5
     m_min: float = 0.2
@@ -58,6 +62,7 @@ class TrainConfig:
     temperature: float = 4.0
     distance: str = "cos"                   # embedding distillation: cos | l2
     softmax_warmup_steps: int = 0           # plain (margin-free) softmax for these first steps
+    margin_ramp_steps: int = 0              # then the margin grows linearly from 0 over these
     # optimisation
     batch_size: int = 512                   # global, over all replicas
     images_per_identity: int = 4            # K of the P x K batches of the triplet methods
@@ -71,11 +76,13 @@ class TrainConfig:
     min_lr: float = 0.0                     # cosine: the final learning rate
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    weight_decay_mode: str = "coupled"      # coupled (MXNet, the paper) | decoupled (Keras)
     precision: str = "float32"
     # data
     flip: bool = False
     shuffle_buffer: int = 10_000
     seed: int = 0
+    deterministic: bool = False             # TF op determinism: repeatable runs, slower
     # evaluation and bookkeeping
     val_bin: str = ""                       # model selection; never a reported set
     test_bins: tuple = ()                   # reported sets (evaluated, never selected on)
@@ -152,10 +159,12 @@ def validate(c: TrainConfig, *, check_files=True) -> TrainConfig:
     _one_of(c, "precision", PRECISIONS)
     _one_of(c, "strategy", STRATEGIES)
     _one_of(c, "distance", DISTANCES)
+    _one_of(c, "weight_decay_mode", WEIGHT_DECAY_MODES)
+    parse_scale(c.scale)
     _positive(c, "embedding_size", "image_size", "batch_size", "steps", "steps_per_epoch",
-              "eval_every", "eval_batch_size", "scale", "lr", "temperature", "lr_factor",
+              "eval_every", "eval_batch_size", "lr", "temperature", "lr_factor",
               "images_per_identity", "shuffle_buffer")
-    _positive(c, "num_classes", "softmax_warmup_steps", "lr_warmup_steps", "min_lr",
+    _positive(c, "num_classes", "softmax_warmup_steps", "margin_ramp_steps", "lr_warmup_steps", "min_lr",
               "momentum", "weight_decay", "m_min", allow_zero=True)
     if c.steps % c.steps_per_epoch:
         _fail("steps_per_epoch", f"{c.steps_per_epoch} does not divide steps ({c.steps})")
@@ -178,9 +187,10 @@ def validate(c: TrainConfig, *, check_files=True) -> TrainConfig:
         _fail("lr_warmup_steps", f"{c.lr_warmup_steps} leaves no step of the {c.steps} to decay")
     if c.min_lr > c.lr:
         _fail("min_lr", f"{c.min_lr} is above lr {c.lr}")
-    if c.softmax_warmup_steps and not _warmup_capable(c):
-        _fail("softmax_warmup_steps", f"method {c.method} has no margin to warm up (only "
-              "teachers and the arcface, angular and margin_distillation students)")
+    for field in ("softmax_warmup_steps", "margin_ramp_steps"):
+        if getattr(c, field) and not warmup_capable(c):
+            _fail(field, f"method {c.method} has no margin to warm up (only teachers and the "
+                  "arcface, angular and margin_distillation students)")
     if c.triplet:
         k = c.images_per_identity
         if k < 2 or c.batch_size % k or c.batch_size // k < 2:
@@ -207,8 +217,23 @@ def validate(c: TrainConfig, *, check_files=True) -> TrainConfig:
     return c
 
 
-def _warmup_capable(c):
+def warmup_capable(c):
+    """Whether the run's head has a margin that a softmax warm-up / ramp can hold back."""
     return c.role == "teacher" or c.method in ("arcface", "angular", "margin_distillation")
+
+
+def parse_scale(value):
+    """A logit scale: "auto" or a finite positive number (also given as a string, as flags
+    are); ConfigError("scale: ...") otherwise."""
+    if value == "auto":
+        return value
+    try:
+        scale = float(value)
+    except (TypeError, ValueError):
+        scale = float("nan")
+    if isinstance(value, bool) or not math.isfinite(scale) or scale <= 0:
+        _fail("scale", f"must be a positive number or 'auto', got {value!r}")
+    return scale
 
 
 def method_defaults(c: TrainConfig) -> dict[str, Any]:
@@ -220,3 +245,12 @@ def method_defaults(c: TrainConfig) -> dict[str, Any]:
     if alpha is None:
         alpha = 1.0 if c.method == "angular" else 0.95
     return {"margin": float(margin), "alpha": float(alpha)}
+
+
+def resolve_scale(c: TrainConfig, num_classes) -> float:
+    """The logit scale: `c.scale`, or for "auto" AdaCos' fixed scale for `num_classes`."""
+    if c.scale == "auto":
+        from tfmargin.heads.angular import adacos_scale
+
+        return adacos_scale(num_classes)
+    return float(c.scale)

@@ -28,6 +28,7 @@ from tfmargin.train import strategy as strategies
 from tfmargin.train.build import build_student, build_teacher
 from tfmargin.train.callbacks import SelectionRecord, StopOnNaN, TrainingDiverged, divergence_advice
 from tfmargin.train.config import ConfigError, validate
+from tfmargin.train.determinism import determinism
 from tfmargin.train.inputs import check_classes, is_npz, training_data
 
 
@@ -74,7 +75,12 @@ def train(config, *, signal=None, data=None, callbacks=(), log=print):
     training (ConfigError naming the field). `signal`: an already loaded TeacherSignal;
     `data`: a ready stream of ({"image", "label", "teacher"?}, label) batches (e.g. an
     ArrayFeed) instead of the one built from config.data. Raises TrainingDiverged on a NaN
-    loss."""
+    loss. Seeded by config.seed; `config.deterministic` adds TensorFlow's op determinism."""
+    with determinism(config.deterministic, config.seed):
+        return _train(config, signal, data, callbacks, log)
+
+
+def _train(config, signal, data, callbacks, log):
     if signal is not None and not config.teacher_signal:
         config = config.replace(teacher_signal=signal.directory)
     validate(config, check_files=True)
@@ -83,7 +89,6 @@ def train(config, *, signal=None, data=None, callbacks=(), log=print):
     num_classes = check_classes(config, signal) if data is None else (
         config.num_classes or (signal.num_classes if signal is not None else None)
         or getattr(data, "num_classes", None))
-    keras.utils.set_random_seed(config.seed)
     strategy = strategies.make_strategy(config.strategy)
     with strategies.scope(strategy):
         if config.role == "teacher":

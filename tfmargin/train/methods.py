@@ -1,11 +1,11 @@
 """Method name -> head: the teacher's margin heads, the MarginDistillation student, its
-baselines and the ArcFace control (DESIGN.md §1). Every student head takes
+baselines and the ArcFace control (docs/method.md). Every student head takes
 `[embeddings, labels, teacher_embeddings]` except the ArcFace control's `[embeddings, labels]`.
 """
 
 from tfmargin import heads
-from tfmargin.train.config import method_defaults
-from tfmargin.train.warmup import SoftmaxWarmup
+from tfmargin.heads.warmup import SoftmaxWarmup
+from tfmargin.train.config import method_defaults, resolve_scale
 
 TEACHER_HEADS = {"arcface": heads.ArcFace, "cosface": heads.CosFace,
                  "sphereface": heads.SphereFace}
@@ -15,13 +15,14 @@ def make_head(config, num_classes, centers=None):
     """The head a TrainConfig asks for. `centers` (D, C): the teacher's, for the methods that
     use them (margin_distillation, margin_kd_t, hinton_kd)."""
     d = method_defaults(config)
+    config = config.replace(scale=resolve_scale(config, num_classes))
     if config.role == "teacher":
         head = TEACHER_HEADS[config.head](num_classes, scale=config.scale, margin=d["margin"],
                                           name="head")
     else:
         head = _student_head(config, num_classes, centers, d)
-    if config.softmax_warmup_steps:
-        head = SoftmaxWarmup(head, config.softmax_warmup_steps)
+    if config.softmax_warmup_steps or config.margin_ramp_steps:
+        head = SoftmaxWarmup(head, config.softmax_warmup_steps, config.margin_ramp_steps)
     return head
 
 

@@ -52,10 +52,3 @@ def learning_rate(config):
                           factor=config.lr_factor, warmup_steps=config.lr_warmup_steps,
                           min_lr=config.min_lr)
 
-
-def optimizer(config):
-    """SGD with momentum and weight decay over the schedule (the paper's optimiser). Keras
-    applies weight decay as w -= lr * wd * w beside the momentum update (MXNet adds wd * w to
-    the gradient instead; with momentum 0.9 the two differ slightly in effective strength)."""
-    return keras.optimizers.SGD(learning_rate(config), momentum=config.momentum,
-                                weight_decay=config.weight_decay or None)

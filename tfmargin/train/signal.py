@@ -47,6 +47,7 @@ import time
 import numpy as np
 
 from tfmargin.atomic import AllOrNothing, write_json
+from tfmargin.errors import ModelFileError, TfmarginError
 
 MANIFEST = "manifest.json"
 CENTERS = "centers.npy"
@@ -55,7 +56,7 @@ _MIB = 1 << 20
 _SHARD_BYTES = 200 * _MIB  # default shard size: the range TensorFlow's guide recommends
 
 
-class TeacherSignalError(ValueError):
+class TeacherSignalError(TfmarginError, ValueError):
     """A teacher signal that cannot be made or trusted; the one-line message names the file,
     field or record. `field` names the extract_teacher_signal argument at fault (teacher,
     source, output_dir, centers, batch_size, shards), so that a CLI can name its flag."""
@@ -174,18 +175,12 @@ def _where(model, path=None):
 
 
 def _load_model(path):
-    import keras
+    from tfmargin.models.io import load_model
 
-    import tfmargin.heads  # noqa: F401  registers the heads for deserialisation
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise TeacherSignalError(f"{path}: teacher model file does not exist")
     try:
-        return keras.saving.load_model(path, compile=False)
-    except Exception as e:  # noqa: BLE001  any loader failure becomes one line naming the file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TeacherSignalError(f"{path}: cannot load the teacher ({first[:200]})") from None
+        return load_model(path)
+    except ModelFileError as e:
+        raise TeacherSignalError(f"teacher: {e}") from None
 
 
 def _unit_columns(centers, where):
@@ -202,81 +197,32 @@ def _unit_columns(centers, where):
     return (c64 / norms).astype(np.float32)
 
 
-def _center_layers(model):
-    """Layers (nested models searched too) that hold a `centers` weight."""
-    import keras
-
-    found = []
-    for layer in model.layers:
-        if getattr(layer, "centers", None) is not None:
-            found.append(layer)
-        elif isinstance(layer, keras.Model):
-            found.extend(_center_layers(layer))
-    return found
-
-
 def teacher_centers(model):
     """The teacher's class centers as float32 (D, C) with unit-norm columns, from a classifier
     keras.Model holding a MarginHead (or any layer exposing `.centers`), a head layer, or a
     path to a saved classifier."""
-    import keras
+    from tfmargin.models.io import find_centers
 
     if isinstance(model, (str, os.PathLike)):
         where, model = os.fspath(model), _load_model(model)
     else:
         where = _where(model)
-    if isinstance(model, keras.Model):
-        layers = _center_layers(model)
-        if not layers:
-            raise TeacherSignalError(f"{where}: no head with class centers (a MarginHead); "
-                                     "give the centers explicitly")
-        if len(layers) > 1:
-            names = ", ".join(layer.name for layer in layers)
-            raise TeacherSignalError(f"{where}: several layers hold centers ({names}); pass the "
-                                     "head layer itself")
-        model = layers[0]
-    centers = getattr(model, "centers", None)
-    if centers is None:
-        raise TeacherSignalError(f"{where}: has no class centers (is the head built?)")
-    return _unit_columns(keras.ops.convert_to_numpy(centers), f"{where} layer {model.name!r}")
-
-
-def _output_layer_name(model):
-    history = getattr(model.outputs[0], "_keras_history", None) if model.outputs else None
-    return history[0].name if history else (model.layers[-1].name if model.layers else "")
-
-
-def _is_embedder(model):
-    return (len(model.inputs) == 1 and len(model.outputs) == 1
-            and len(model.inputs[0].shape) == 4 and len(model.outputs[0].shape) == 2)
+    try:
+        centers = find_centers(model, where)
+    except ModelFileError as e:
+        raise TeacherSignalError(str(e)) from None
+    return _unit_columns(centers, f"{where} centers")
 
 
 def find_backbone(model, where=None):
-    """The embedding model inside a teacher: the model itself when it maps one image batch to
-    (B, D); else its nested sub-model named "backbone", else a sub-model whose output is the
-    "embedding" layer, else the path from the "image" input to an "embedding" layer."""
-    import keras
+    """The embedding model inside a teacher (tfmargin.models.find_backbone), TeacherSignalError
+    when there is none."""
+    from tfmargin.models.io import find_backbone as find
 
-    where = where or _where(model)
-    if not isinstance(model, keras.Model):
-        raise TeacherSignalError(f"{where}: expected a keras Model, got {type(model).__name__}")
-    if _is_embedder(model):
-        return model
-    subs = [m for m in model.layers if isinstance(m, keras.Model) and _is_embedder(m)]
-    for m in subs:
-        if m.name == "backbone":
-            return m
-    for m in subs:
-        if _output_layer_name(m) == "embedding":
-            return m
-    with contextlib.suppress(ValueError):
-        layer = model.get_layer("embedding")
-        images = [t for t in model.inputs if len(t.shape) == 4]
-        if len(images) == 1:
-            return keras.Model(images[0], layer.output, name="backbone")
-    raise TeacherSignalError(f"{where}: cannot find the embedding backbone (expected an image -> "
-                             "(B, D) model, a sub-model named 'backbone' or a layer named "
-                             "'embedding')")
+    try:
+        return find(model, where or _where(model))
+    except ModelFileError as e:
+        raise TeacherSignalError(str(e)) from None
 
 
 @dataclasses.dataclass

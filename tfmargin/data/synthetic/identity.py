@@ -1,7 +1,7 @@
 """Who a synthetic person is: a seeded parameter vector fixing face geometry, colours and marks.
 
 All geometry is in *template units*: the pixel coordinates of the 112x112 ArcFace crop
-(DESIGN.md §2), so that an average identity's eyes, nose tip and mouth corners sit on the
+(docs/formats.md), so that an average identity's eyes, nose tip and mouth corners sit on the
 ArcFace 5-point template. The renderer maps template units to canvas pixels per image.
 
 `Difficulty.likeness` pulls every identity towards the average face: continuous parameters
