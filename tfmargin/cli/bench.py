@@ -2,9 +2,13 @@
 
     python -m tfmargin.cli.bench                       # every row
     python -m tfmargin.cli.bench --rows=train_step --batch_size=256
+
+Exit codes: 0 done, 1 failed while working, 2 bad usage (one `error:` line on stderr).
 """
 
 from absl import app, flags
+
+from tfmargin.cli import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("rows", ["all"], "Rows to run (file names under bench/results/), or 'all'.")
@@ -24,8 +28,12 @@ def _accepts(run, name):
     return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
+@common.command
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    if not FLAGS.quick:  # --quick writes nothing
+        common.check_output("output_dir", FLAGS.output_dir, "dir")
     from tfmargin.bench import row_modules
     from tfmargin.bench.common import markdown_table, write_result
 
@@ -49,4 +57,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

@@ -6,6 +6,9 @@ smaller backbone trained the same way, each scored on test.bin.
     # the full check (generates the data first if --data has none; a GPU makes it minutes):
     python -m tfmargin.cli.calibrate_synthetic --data=data/synthetic --identities=600 \\
         --images_per_identity=20 --larger=iresnet18 --smaller=mobilefacenet --steps=3000
+
+The output paths are checked before any work.
+Exit codes: 0 done, 1 failed while working, 2 bad usage (one `error:` line on stderr).
 """
 
 import json
@@ -14,6 +17,7 @@ import os
 from absl import app, flags
 
 from tfmargin.atomic import write_bytes
+from tfmargin.cli import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data", "data/synthetic", "Dataset directory (train.rec, test.bin, ...). "
@@ -41,14 +45,24 @@ flags.DEFINE_string("output", None, "Write the report as JSON here (default: "
                     "DATA/calibration.json).")
 
 
+@common.command
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    data = FLAGS.data
+    generate = not os.path.exists(os.path.join(data, "train.rec"))
+    if generate:
+        common.check_output("data", data, "dir")
+    output = FLAGS.output or os.path.join(data, "calibration.json")
+    common.check_output("output", output, "file")
+    if not FLAGS.model_free_only:
+        common.check_output("save_dir", FLAGS.save_dir, "dir")
+
     from tfmargin.data.synthetic import write_dataset
     from tfmargin.data.synthetic.calibrate import (calibrate, fisherface_verification,
                                                    pixel_verification)
 
-    data = FLAGS.data
-    if not os.path.exists(os.path.join(data, "train.rec")):
+    if generate:
         print(f"[calibrate] generating {FLAGS.identities} x {FLAGS.images_per_identity} into "
               f"{data}", flush=True)
         write_dataset(data, FLAGS.identities, FLAGS.images_per_identity, seed=FLAGS.seed,
@@ -65,10 +79,9 @@ def main(argv):
                            feed=FLAGS.feed, save_dir=FLAGS.save_dir)
     text = json.dumps(report, indent=2)
     print(text)
-    output = FLAGS.output or os.path.join(data, "calibration.json")
     write_bytes(output, (text + "\n").encode())
     print(f"written: {output}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

@@ -3,12 +3,14 @@
     python -m tfmargin.cli.demo --flagfile=flags/demo.cfg                 # MD vs ArcFace student
     python -m tfmargin.cli.demo --flagfile=flags/demo.cfg --methods=all   # + every baseline
     python -m tfmargin.cli.demo --flagfile=flags/bench_synthetic.cfg      # every method x 3 seeds
-"""
 
-import sys
+Every flag and the output paths are checked before any work; a bad one is one line naming it.
+Exit codes: 0 done, 1 failed while working, 2 bad usage (one `error:` line on stderr).
+"""
 
 from absl import app, flags
 
+from tfmargin.cli import common
 from tfmargin.demo import DemoConfig, ORDER
 
 FLAGS = flags.FLAGS
@@ -51,7 +53,8 @@ flags.DEFINE_integer("calibration_images", _D.calibration_images, "int8 calibrat
 
 
 def config_from_flags():
-    """DemoConfig from the flags; ValueError('--flag: ...') on the first bad one."""
+    """DemoConfig from the flags; ValueError('--flag: ...') on the first bad one (app.UsageError
+    for an output path that cannot be written)."""
     import os
 
     methods = list(ORDER) if FLAGS.methods == ["all"] else FLAGS.methods
@@ -74,14 +77,16 @@ def config_from_flags():
     if FLAGS.steps % FLAGS.steps_per_epoch:
         raise ValueError(f"--steps: {FLAGS.steps} is not a multiple of --steps_per_epoch "
                          f"{FLAGS.steps_per_epoch}")
-    from tfmargin.train.config import ConfigError, parse_scale
+    if FLAGS.teacher != "train" and not os.path.isfile(FLAGS.teacher):
+        raise ValueError(f"--teacher: {FLAGS.teacher} does not exist (or use --teacher=train)")
+    common.check_output("data", FLAGS.data, "dir")
+    common.check_output("output", FLAGS.output, "dir")
+    from tfmargin.train.config import ConfigError, parse_scale  # imports TensorFlow
 
     try:
         scale = parse_scale(FLAGS.scale)
     except ConfigError as e:
         raise ValueError(f"--{e}") from None
-    if FLAGS.teacher != "train" and not os.path.isfile(FLAGS.teacher):
-        raise ValueError(f"--teacher: {FLAGS.teacher} does not exist (or use --teacher=train)")
     return DemoConfig(
         output_dir=FLAGS.output, data_dir=FLAGS.data, identities=FLAGS.identities,
         images_per_identity=FLAGS.images_per_identity, data_seed=FLAGS.data_seed,
@@ -98,13 +103,14 @@ def config_from_flags():
         calibration_images=FLAGS.calibration_images)
 
 
+@common.command
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
     try:
         config = config_from_flags()
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    except ValueError as e:  # a flag's value: bad usage
+        raise app.UsageError(str(e)) from None
     import os
 
     from tfmargin import demo
@@ -116,4 +122,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

@@ -18,15 +18,17 @@ TAR at each FAR over all pairs, insightface's fold-based VAL@FAR=1e-3) and write
 --output_json. --identification takes the layouts of tfmargin/evaluate/identification_set.py:
 a .npz with probe, probe_labels, gallery, gallery_labels [, distractors], or a directory with
 probe.npz, gallery.npz and distractors/*.npy (streamed); image arrays are embedded with the
-model, float arrays are taken as embeddings.
+model, float arrays are taken as embeddings. Flags and output paths are checked before any model
+is loaded; an expected failure is one line naming the file, flag or record.
+Exit codes: 0 done, 1 failed while working, 2 bad usage (one `error:` line on stderr).
 """
 
 import os
-import sys
 
 from absl import app, flags
 
 from tfmargin.atomic import write_json as _write_json
+from tfmargin.cli import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("model", [], "Artifacts to evaluate: .keras, SavedModel dir, .tflite, .onnx.")
@@ -52,19 +54,14 @@ flags.DEFINE_integer("max_images", None, "--teacher_report: embed an evenly spac
 
 
 def _teacher_report():
-    from tfmargin.errors import TfmarginError
-    from tfmargin.evaluate.teacher import teacher_report
-
     if len(FLAGS.model) != 1 or not FLAGS.data:
         raise app.UsageError("--teacher_report needs one --model (a classifier .keras) and "
                              "--data")
-    try:
-        report = teacher_report(FLAGS.model[0], FLAGS.data, bins=FLAGS.bins or None,
-                                batch_size=FLAGS.batch_size, max_images=FLAGS.max_images,
-                                folds=FLAGS.folds, verbose=FLAGS.progress)
-    except (TfmarginError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    from tfmargin.evaluate.teacher import teacher_report
+
+    report = teacher_report(FLAGS.model[0], FLAGS.data, bins=FLAGS.bins or None,
+                            batch_size=FLAGS.batch_size, max_images=FLAGS.max_images,
+                            folds=FLAGS.folds, verbose=FLAGS.progress)
     print(report.format())
     if FLAGS.output_json:
         _write_json(FLAGS.output_json, report.to_dict())
@@ -83,9 +80,12 @@ def _identification_table(rows):
     return "\n".join(lines)
 
 
+@common.command(failure=(ValueError,))  # the loaders' errors name the file / flag / record
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    common.check_output("output_json", FLAGS.output_json, "file")
+    common.check_output("roc_plot", FLAGS.roc_plot, "file")
     if FLAGS.teacher_report:
         return _teacher_report()
     if not FLAGS.bins and not FLAGS.identification:
@@ -101,36 +101,31 @@ def main(argv):
     from tfmargin.evaluate.identification_set import load_identification_set, run_identification
     from tfmargin.evaluate.sets import evaluate_sets, format_table, load_sets
 
-    try:
-        sets = load_sets(FLAGS.bins) if FLAGS.bins else {}
-        id_set = (load_identification_set(FLAGS.identification) if FLAGS.identification
-                  else None)
-        models = FLAGS.model or [None]
-        payload = {"flip": FLAGS.flip, "folds": FLAGS.folds, "thresholds": FLAGS.thresholds,
-                   "bins": list(FLAGS.bins), "identification_set": FLAGS.identification,
-                   "models": {}}
-        verification_rows, identification_rows, curves = [], [], {}
-        for model in models:
-            embedder = load_embedder(model) if model else None
-            name = model or "(embeddings)"
-            entry = payload["models"][name] = {"artifact": embedder.kind if embedder else None}
-            if sets:
-                results = evaluate_sets(embedder, sets, batch_size=FLAGS.batch_size,
-                                        flip=FLAGS.flip, folds=FLAGS.folds,
-                                        thresholds=FLAGS.thresholds, verbose=FLAGS.progress)
-                entry["sets"] = {s: r.to_dict() for s, r in results.items()}
-                for s, r in results.items():
-                    verification_rows.append((name, s, r))
-                    curves[f"{os.path.basename(name.rstrip('/'))} {s}"] = r
-            if id_set is not None:
-                r = run_identification(embedder, id_set, batch_size=FLAGS.batch_size,
-                                       flip=FLAGS.flip, ranks=ranks, verbose=FLAGS.progress)
-                entry["identification"] = r.to_dict()
-                identification_rows.append((name, r))
-    except (ValueError, FileNotFoundError) as e:
-        # One line naming the file / flag / record; nothing has been written yet.
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    sets = load_sets(FLAGS.bins) if FLAGS.bins else {}
+    id_set = (load_identification_set(FLAGS.identification) if FLAGS.identification
+              else None)
+    models = FLAGS.model or [None]
+    payload = {"flip": FLAGS.flip, "folds": FLAGS.folds, "thresholds": FLAGS.thresholds,
+               "bins": list(FLAGS.bins), "identification_set": FLAGS.identification,
+               "models": {}}
+    verification_rows, identification_rows, curves = [], [], {}
+    for model in models:
+        embedder = load_embedder(model) if model else None
+        name = model or "(embeddings)"
+        entry = payload["models"][name] = {"artifact": embedder.kind if embedder else None}
+        if sets:
+            results = evaluate_sets(embedder, sets, batch_size=FLAGS.batch_size,
+                                    flip=FLAGS.flip, folds=FLAGS.folds,
+                                    thresholds=FLAGS.thresholds, verbose=FLAGS.progress)
+            entry["sets"] = {s: r.to_dict() for s, r in results.items()}
+            for s, r in results.items():
+                verification_rows.append((name, s, r))
+                curves[f"{os.path.basename(name.rstrip('/'))} {s}"] = r
+        if id_set is not None:
+            r = run_identification(embedder, id_set, batch_size=FLAGS.batch_size,
+                                   flip=FLAGS.flip, ranks=ranks, verbose=FLAGS.progress)
+            entry["identification"] = r.to_dict()
+            identification_rows.append((name, r))
 
     if verification_rows:
         print(format_table(verification_rows))
@@ -147,4 +142,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

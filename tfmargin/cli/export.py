@@ -7,8 +7,9 @@
         --test_bin=data/synthetic/test.bin
 
 Writes savedmodels/NAME/{saved_model/, model.keras, *.tflite, model.onnx, model_card.json,
-report.json, report.md} (savedmodels/README.md). Flags are checked before any work starts; a
-bad one is a one-line error naming it.
+report.json, report.md} (savedmodels/README.md). Flags, inputs and the output path are checked
+before any work starts; a bad one is a one-line error naming it.
+Exit codes: 0 done, 1 failed while working, 2 bad usage (one `error:` line on stderr).
 """
 
 import json
@@ -17,6 +18,8 @@ import shlex
 import sys
 
 from absl import app, flags
+
+from tfmargin.cli import common
 
 FORMATS = ("saved_model", "tflite_fp32", "tflite_fp16", "tflite_dynamic", "tflite_int8",
            "tflite_int8_io", "qat_int8", "onnx")  # = tfmargin.export.run.FORMATS (no TF import)
@@ -103,32 +106,26 @@ def validate():
             raise app.UsageError(f"--card: {FLAGS.card} is not JSON ({e})") from None
         if not isinstance(card, dict):
             raise app.UsageError(f"--card: {FLAGS.card} must hold a JSON object")
-    if os.path.isfile(FLAGS.output):
-        raise app.UsageError(f"--output: {FLAGS.output} is a file, not a folder")
+    common.check_output("output", FLAGS.output, "dir")
     return threads, card
 
 
+@common.command(failure=(ValueError,))  # ExportError is a TfmarginError
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
     threads, card = validate()
 
-    from tfmargin.export.model import ExportError
     from tfmargin.export.run import export_all
 
-    teacher = FLAGS.qat_teacher
     command = "python -m tfmargin.cli.export " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    try:
-        paths = export_all(
-            FLAGS.model, FLAGS.output, FLAGS.formats, representative=FLAGS.representative,
-            num_images=FLAGS.num_images, integer_io=FLAGS.integer_io, qat_data=FLAGS.qat_data,
-            qat_steps=FLAGS.qat_steps, teacher=teacher, qat_batch_size=FLAGS.qat_batch_size,
-            qat_learning_rate=FLAGS.qat_learning_rate, opset=FLAGS.opset,
-            test_bin=FLAGS.test_bin, report=FLAGS.report, latency_runs=FLAGS.latency_runs,
-            threads=threads, card=card, command=command)
-    except (ExportError, ValueError, FileNotFoundError) as e:
-        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 1
+    paths = export_all(
+        FLAGS.model, FLAGS.output, FLAGS.formats, representative=FLAGS.representative,
+        num_images=FLAGS.num_images, integer_io=FLAGS.integer_io, qat_data=FLAGS.qat_data,
+        qat_steps=FLAGS.qat_steps, teacher=FLAGS.qat_teacher,
+        qat_batch_size=FLAGS.qat_batch_size, qat_learning_rate=FLAGS.qat_learning_rate,
+        opset=FLAGS.opset, test_bin=FLAGS.test_bin, report=FLAGS.report,
+        latency_runs=FLAGS.latency_runs, threads=threads, card=card, command=command)
     for fmt, path in paths.items():
         print(f"{fmt}: {path}")
     if FLAGS.report:
@@ -137,4 +134,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

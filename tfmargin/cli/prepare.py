@@ -11,13 +11,17 @@ or generate the synthetic dataset. The task is the first argument (or --task):
         --images_per_identity=20 --seed=0 [--difficulty=medium] [--contact_sheet=sheet.png]
 
 Each task ends with a one-line summary of its counts (written, skipped, faces not found).
-Bad input stops with a one-line error naming the file, flag or record.
+Bad input stops with a one-line error naming the file, flag or record; the output paths are
+checked before any work.
+Exit codes: 0 done, 1 failed while working, 2 bad usage (one `error:` line on stderr).
 """
 
 import os
 import sys
 
 from absl import app, flags
+
+from tfmargin.cli import common
 
 TASKS = ("align", "rec2tfrecord", "folders2rec", "pairs2bin", "synthetic")
 
@@ -68,16 +72,27 @@ def _exists(name):
     return path
 
 
+def _output(name="output", kind="dir"):
+    """The output flag's path, refused before any work when it cannot be written."""
+    path = getattr(FLAGS, name)
+    if kind == "rec":  # a .rec file, or a directory that gets train.rec
+        kind = "file" if path.endswith(".rec") else "dir"
+    common.check_output(name, path, kind)
+    return path
+
+
 def run_task(task):
     """Run one task from the parsed flags; returns its summary (a dict)."""
     if task == "align":
         _need("input", "output")
+        _output(kind="rec")
         from tfmargin.data.convert import align_photos
         return align_photos(_exists("input"), FLAGS.output, size=FLAGS.image_size,
                             min_score=FLAGS.min_score, min_face_size=FLAGS.min_face_size,
                             strict=FLAGS.strict, progress=FLAGS.progress)
     if task == "rec2tfrecord":
         _need("input", "output")
+        _output()
         from tfmargin.data.convert import convert_to_tfrecord
         return convert_to_tfrecord(
             _exists("input"), FLAGS.output, num_shards=FLAGS.num_shards,
@@ -87,16 +102,24 @@ def run_task(task):
             label_index=FLAGS.label_index, progress=FLAGS.progress)
     if task == "folders2rec":
         _need("input", "output")
+        _output(kind="rec")
         from tfmargin.data.convert import convert_to_rec
         return convert_to_rec(_exists("input"), FLAGS.output, verify=FLAGS.verify,
                               strict=FLAGS.strict, image_size=FLAGS.image_size,
                               label_index=FLAGS.label_index, progress=FLAGS.progress)
     if task == "pairs2bin":
         _need("pairs", "images", "output")
+        _output(kind="file")
         from tfmargin.data.pairs import pairs_to_bin
         return pairs_to_bin(_exists("pairs"), _exists("images"), FLAGS.output, align=FLAGS.align,
                             size=FLAGS.image_size, progress=FLAGS.progress)
     if task == "synthetic":
+        if FLAGS.contact_sheet is None:
+            _need("output", "identities", "images_per_identity")
+        if FLAGS.output is not None:
+            _output()
+        if FLAGS.contact_sheet is not None:
+            _output("contact_sheet", kind="file")
         from tfmargin.data.synthetic import contact_sheet, write_dataset  # heavy: only here
         options = {"seed": FLAGS.seed}
         if FLAGS.difficulty is not None:
@@ -120,6 +143,11 @@ def _format(summary):
     return str(summary)
 
 
+def _prefix():
+    return f"prepare {FLAGS.task}: " if FLAGS.task in TASKS else ""
+
+
+@common.command(failure=(ValueError,), prefix=_prefix)  # our errors name the file / record
 def main(argv):
     rest = argv[1:]
     task = FLAGS.task
@@ -134,17 +162,13 @@ def main(argv):
     if task not in TASKS:
         raise app.UsageError(f"unknown task {task!r}; one of {', '.join(TASKS)}")
     FLAGS.task = task
-    try:
-        summary = run_task(task)
-    except (ValueError, OSError) as e:  # our errors name the file / record already
-        print(f"prepare {task}: error: {e}", file=sys.stderr)
-        return 1
+    summary = run_task(task)
     print(f"prepare {task}: {_format(summary)}")
     return 0
 
 
 def run():
-    app.run(main)
+    common.run(main)
 
 
 if __name__ == "__main__":

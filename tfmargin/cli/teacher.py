@@ -10,12 +10,15 @@ image, as TFRecord shards with a manifest (tfmargin.train.signal).
 or identity folders. --flip also stores the embeddings of the mirrored images, so that students
 may train with flip augmentation. Every flag is checked before any image is read; a failure is
 one line naming the flag. Ends with a one-line summary (images, classes, shards, seconds).
+Exit codes: 0 done, 1 failed while working, 2 bad usage (one `error:` line on stderr); a
+missing or malformed input flag exits with 1 as well.
 """
 
 import os
-import sys
 
 from absl import app, flags
+
+from tfmargin.cli import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("teacher", None, "Trained teacher: a .keras classifier (backbone + margin "
@@ -39,7 +42,7 @@ _FLAG_OF = {"teacher": "teacher", "source": "data", "output_dir": "output", "cen
             "batch_size": "batch_size", "shards": "shards"}
 
 
-class FlagError(ValueError):  # a CLI usage error (exit 2), not the library's
+class FlagError(ValueError):  # a bad input flag, found before any work (exit 1)
     def __init__(self, flag, message):
         super().__init__(f"--{flag}: {message}")
 
@@ -53,8 +56,7 @@ def check_flags():
         raise FlagError("teacher", f"{FLAGS.teacher}: no such file")
     if not os.path.exists(FLAGS.data):
         raise FlagError("data", f"{FLAGS.data}: does not exist")
-    if os.path.exists(FLAGS.output) and not os.path.isdir(FLAGS.output):
-        raise FlagError("output", f"{FLAGS.output}: exists and is not a directory")
+    common.check_output("output", FLAGS.output, "dir")  # app.UsageError: exit 2
     if FLAGS.batch_size < 1:
         raise FlagError("batch_size", f"must be >= 1, got {FLAGS.batch_size}")
     if FLAGS.shards is not None and FLAGS.shards < 1:
@@ -63,29 +65,27 @@ def check_flags():
         raise FlagError("centers", f"{FLAGS.centers}: no such file")
 
 
+def _describe(error):
+    """A TeacherSignalError names the flag of the argument at fault."""
+    flag = _FLAG_OF.get(getattr(error, "field", None))
+    return f"--{flag}: {error}" if flag else str(error)
+
+
+@common.command(failure=(FlagError,), describe=_describe)
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
-    try:
-        check_flags()
-    except FlagError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    check_flags()
 
-    from tfmargin.train.signal import TeacherSignalError, extract_teacher_signal
+    from tfmargin.train.signal import extract_teacher_signal
 
-    try:
-        extract_teacher_signal(
-            FLAGS.teacher, FLAGS.data, FLAGS.output, centers=FLAGS.centers, flip=FLAGS.flip,
-            batch_size=FLAGS.batch_size, shards=FLAGS.shards, shuffle=FLAGS.shuffle,
-            seed=FLAGS.seed, progress=FLAGS.progress,
-            log=print)  # its last line is the summary: images, classes, shards, seconds
-    except TeacherSignalError as e:
-        flag = _FLAG_OF.get(e.field)
-        print(f"error: --{flag}: {e}" if flag else f"error: {e}", file=sys.stderr)
-        return 1
+    extract_teacher_signal(  # a TeacherSignalError (exit 1) names the argument at fault
+        FLAGS.teacher, FLAGS.data, FLAGS.output, centers=FLAGS.centers, flip=FLAGS.flip,
+        batch_size=FLAGS.batch_size, shards=FLAGS.shards, shuffle=FLAGS.shuffle,
+        seed=FLAGS.seed, progress=FLAGS.progress,
+        log=print)  # its last line is the summary: images, classes, shards, seconds
     return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

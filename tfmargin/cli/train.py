@@ -4,16 +4,19 @@
     python -m tfmargin.cli.train --flagfile=flags/student_mbf_margin_distillation_ms1m.cfg
 
 Every flag is a TrainConfig field of the same name (see tfmargin/train/config.py). All flags
-are checked before any work; a bad one prints one line naming it and exits with status 2.
-Rerunning an interrupted command resumes it (BackupAndRestore under --output_dir/backup).
+and --output_dir are checked before any work; a bad one prints one line naming it and exits
+with status 2. Rerunning an interrupted command resumes it (BackupAndRestore under
+--output_dir/backup).
+Exit codes: 0 done, 1 failed while working, 2 bad usage (one `error:` line on stderr).
 """
 
 import dataclasses
-import sys
 
 from absl import app, flags
 
+from tfmargin.cli import common
 from tfmargin.train.config import ConfigError, TrainConfig, parse_scale, validate
+from tfmargin.train.signal import TeacherSignalError  # loaded with tfmargin.train anyway
 
 HELP = {
     "role": "teacher or student (a --method implies student).",
@@ -118,17 +121,21 @@ def config_from_flags(flag_values=flags.FLAGS):
     return TrainConfig(**values)
 
 
+def _describe(error):
+    """ConfigError("field: ...") -> "--field: ..."; a bad teacher signal names its flag."""
+    if isinstance(error, ConfigError):
+        return f"--{error}"
+    if isinstance(error, TeacherSignalError):
+        return f"--teacher_signal: {error}"
+    return str(error)
+
+
+@common.command(usage=(ConfigError, TeacherSignalError), describe=_describe)
 def main(argv):
     if len(argv) > 1:
-        print(f"error: unexpected arguments {' '.join(argv[1:])}", file=sys.stderr)
-        return 2
-    from tfmargin.train.signal import TeacherSignalError
-
-    try:
-        config = validate(config_from_flags(), check_files=True)
-    except ConfigError as e:
-        print(f"error: --{e}", file=sys.stderr)
-        return 2
+        raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])}")
+    config = validate(config_from_flags(), check_files=True)
+    common.check_output("output_dir", config.output_dir, "dir")
     if config.deterministic:
         import keras
 
@@ -136,20 +143,9 @@ def main(argv):
             from tfmargin.train.determinism import prepare
 
             prepare()  # before TensorFlow's first op, which nothing above has run
-    from tfmargin.train.callbacks import TrainingDiverged
     from tfmargin.train.loop import train
 
-    try:
-        result = train(config)
-    except ConfigError as e:
-        print(f"error: --{e}", file=sys.stderr)
-        return 2
-    except TeacherSignalError as e:
-        print(f"error: --teacher_signal: {e}", file=sys.stderr)
-        return 2
-    except TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    result = train(config)  # TrainingDiverged (a TfmarginError): exit 1
     for name, path in result.paths.items():
         print(f"{name}: {path}")
     if result.best:
@@ -161,4 +157,4 @@ def main(argv):
 define_flags()
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

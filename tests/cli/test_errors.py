@@ -1,0 +1,131 @@
+"""Every CLI: an expected failure is one `error:` line on stderr and a documented exit code
+(0 done, 1 failed while working, 2 bad usage); no traceback, no flag help. An output path
+that cannot be created is refused before any work (tfmargin/cli/common.py)."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from absl import app
+
+from tfmargin.cli import common
+from tfmargin.errors import TfmarginError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CLIS = ("prepare", "train", "teacher", "evaluate", "export", "demo", "bench",
+        "calibrate_synthetic")
+# TensorFlow's native start-up log (printed by the CLIs that import it, even at level 3).
+TF_LOG = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages before absl::InitializeLog)")
+
+# cli: (a usage error, the output flag, an output path under the regular file F). MODEL and
+# DATA are existing files (not a model, not data); the output cases are kept small in case the
+# check were missing (bench: an unknown row, so that it never runs every row).
+CASES = {
+    "prepare": (["synthetic", "--identities=many"],
+                "--output", ["synthetic", "--output=F/synthetic", "--identities=2",
+                             "--images_per_identity=2", "--workers=1", "--noprogress"]),
+    "train": (["--role=teacher", "--data=DATA", "--batch_size=0"],
+              "--output_dir", ["--role=teacher", "--data=DATA", "--output_dir=F/run",
+                               "--steps=1", "--steps_per_epoch=1"]),
+    "teacher": (["--teacher=MODEL", "--data=DATA", "--output=D/signal", "stray"],
+                "--output", ["--teacher=MODEL", "--data=DATA", "--output=F/signal"]),
+    "evaluate": (["--model=MODEL"],
+                 "--output_json", ["--model=MODEL", "--bins=DATA", "--output_json=F/eval.json",
+                                   "--noprogress"]),
+    "export": (["--model=MODEL"],
+               "--output", ["--model=MODEL", "--output=F/sub", "--formats=tflite_fp32",
+                            "--latency_runs=0", "--noreport"]),
+    "demo": (["--methods=arcface,nope", "--output=D/o", "--data=D/d"],
+             "--output", ["--output=F/o", "--data=D/d", "--teacher=MODEL", "--identities=2",
+                          "--images_per_identity=2", "--steps=1", "--steps_per_epoch=1"]),
+    "bench": (["--unknown_flag=1"],
+              "--output_dir", ["--output_dir=F/results", "--rows=no_such_row"]),
+    "calibrate_synthetic": (["--steps=lots"],
+                            "--data", ["--data=F/synthetic", "--identities=2",
+                                       "--images_per_identity=2", "--model_free_only"]),
+}
+
+
+@pytest.fixture
+def place(tmp_path):
+    (tmp_path / "F").write_text("a regular file\n")
+    (tmp_path / "model.keras").write_bytes(b"not read: the checks fail first")
+    (tmp_path / "data.rec").write_bytes(b"not read either")
+    return tmp_path
+
+
+def _snapshot(root):
+    """Every path under root, with the size of each file."""
+    return sorted((os.path.relpath(os.path.join(d, n), root),
+                   os.path.getsize(os.path.join(d, n)) if n in files else None)
+                  for d, dirs, files in os.walk(root) for n in dirs + files)
+
+
+def _run(cli, args, place):
+    args = [a.replace("MODEL", str(place / "model.keras")).replace("DATA", str(place / "data.rec"))
+            .replace("=F/", f"={place / 'F'}/").replace("=D/", f"={place}/") for a in args]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT, KERAS_BACKEND="tensorflow")
+    proc = subprocess.run([sys.executable, "-m", f"tfmargin.cli.{cli}", *args], cwd=place,
+                          capture_output=True, text=True, env=env, timeout=180)
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    ours = [line for line in proc.stderr.splitlines() if line.strip() and not TF_LOG.match(line)]
+    assert len(ours) == 1, proc.stderr[-3000:]  # no flag help, no second line
+    assert "error: " in ours[0] and "--helpshort" not in ours[0]
+    return proc.returncode, ours[0]
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_usage_error_is_one_line_exit_2(cli, place):
+    before = _snapshot(place)
+    code, line = _run(cli, CASES[cli][0], place)
+    assert code == 2, line
+    assert re.match(r"^(prepare \w+: )?error: \S", line), line
+    assert _snapshot(place) == before
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_output_under_a_regular_file_fails_fast(cli, place):
+    flag, args = CASES[cli][1:]
+    before = _snapshot(place)
+    code, line = _run(cli, args, place)
+    assert code == 2, line
+    assert f"error: {flag}: " in line and str(place / "F") in line, line
+    assert "is a file, not a directory" in line, line
+    assert _snapshot(place) == before  # nothing written: no model loaded, nothing trained
+
+
+def test_command_maps_errors_to_exit_codes(capsys):
+    class Usage(ValueError):
+        pass
+
+    def raising(error):
+        @common.command(usage=(Usage,), describe=lambda e: f"--flag: {e}", prefix=lambda: "x: ")
+        def main(argv):
+            raise error
+        return main([])
+
+    for error, code in [(app.UsageError("bad"), 2), (Usage("bad"), 2),
+                        (TfmarginError("bad\nsecond line"), 1), (OSError("bad"), 1),
+                        (KeyboardInterrupt(), 130)]:
+        assert raising(error) == code
+        err = capsys.readouterr().err
+        assert err == ("x: error: interrupted\n" if code == 130 else "x: error: --flag: bad\n")
+    with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
+        raising(ZeroDivisionError("bug"))
+    assert common.command(lambda argv: None)([]) == 0
+    assert common.command(lambda argv: 3)([]) == 3
+
+
+def test_check_output(tmp_path):
+    (tmp_path / "F").write_text("x")
+    common.check_output("out", str(tmp_path / "new" / "deeper" / "x.json"), "file")
+    common.check_output("out", str(tmp_path), "dir")
+    common.check_output("out", str(tmp_path / "F"), "file")  # replaced: allowed
+    common.check_output("out", None)
+    for path, kind, words in [(tmp_path / "F", "dir", "exists and is not a directory"),
+                              (tmp_path, "file", "is a directory, not a file"),
+                              (tmp_path / "F" / "a" / "b", None, "is a file, not a directory")]:
+        with pytest.raises(app.UsageError, match=f"^--out: .*{words}"):
+            common.check_output("out", str(path), kind)
