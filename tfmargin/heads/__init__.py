@@ -16,8 +16,8 @@ from tfmargin.heads.margin import ArcFace, CosFace, MarginHead, SphereFace
 from tfmargin.heads.warmup import SoftmaxWarmup
 
 __all__ = ["AngularDistillationHead", "ArcFace", "CosFace", "EmbeddingDistillationHead",
-           "HintonKDHead", "MarginDistillationHead", "MarginHead", "MarginKDHead", "SoftmaxWarmup", "SphereFace",
-           "TripletDistillationHead", "compile_loss"]
+           "HintonKDHead", "MarginDistillationHead", "MarginHead", "MarginKDHead",
+           "SoftmaxWarmup", "SphereFace", "TripletDistillationHead", "compile_loss"]
 
 
 def compile_loss(head):

@@ -27,9 +27,9 @@ from tfmargin.heads.warmup import SoftmaxWarmup
 
 optimizer = build_optimizer  # the name before weight_decay_mode existed
 
-__all__ = ["ArrayFeed", "CoupledSGD", "build_optimizer", "Built", "ConfigError", "METHODS", "SoftmaxWarmup", "StopOnNaN",
-           "TeacherSignal", "TeacherSignalError", "TrainConfig", "TrainResult",
-           "TrainingDiverged", "WarmupSchedule", "build_student", "build_teacher", "classifier",
-           "extract_teacher_signal", "learning_rate", "load_signal", "load_teacher_signal",
-           "make_head", "optimizer", "teacher_centers", "train", "training_data", "validate",
-           "write_arrays"]
+__all__ = ["ArrayFeed", "build_optimizer", "build_student", "build_teacher", "Built",
+           "classifier", "ConfigError", "CoupledSGD", "extract_teacher_signal", "learning_rate",
+           "load_signal", "load_teacher_signal", "make_head", "METHODS", "optimizer",
+           "SoftmaxWarmup", "StopOnNaN", "teacher_centers", "TeacherSignal",
+           "TeacherSignalError", "train", "TrainConfig", "training_data", "TrainingDiverged",
+           "TrainResult", "validate", "WarmupSchedule", "write_arrays"]
