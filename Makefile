@@ -8,10 +8,14 @@ PIP := $(PY) -m pip
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
+# The quick tier: the unit tests of the library's modules (not the CLIs, the export chain,
+# the examples or the benchmarks), without the tests marked `slow`.
+FAST_TEST_PATHS := tests/heads tests/margins tests/models tests/data tests/datasets tests/train \
+	tests/distill tests/evaluate tests/test_pixels.py tests/test_atomic.py
 # Test files whose tests run under both Keras backends (marked `backends`).
-JAX_TEST_PATHS := tests/heads tests/losses tests/models tests/train tests/evaluate/test_callback.py
+JAX_TEST_PATHS := tests/heads tests/margins tests/models tests/train tests/distill tests/evaluate/test_callback.py
 
-.PHONY: setup demo test test-tf test-jax bench clean
+.PHONY: setup demo test test-fast test-tf test-jax lint bench clean
 
 $(VENV)/.runtime: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,9 +31,18 @@ $(VENV)/.testdeps: $(VENV)/.runtime requirements-test.txt
 setup: $(VENV)/.runtime
 
 demo: setup
-	$(PY) -m tfmargin.cli.demo --flagfile=flags/demo.cfg $(DEMO_FLAGS)
+	$(PY) -m examples.demo --flagfile=flags/demo.cfg $(DEMO_FLAGS)
 
-test: $(VENV)/.testdeps test-tf test-jax
+test: $(VENV)/.testdeps lint test-tf test-jax
+
+# The quick tier while working (< 3 min on 2 cores): no end-to-end run, no subprocess CLI,
+# no export; `make test` (what CI runs) still runs everything.
+test-fast: $(VENV)/.testdeps lint
+	KERAS_BACKEND=tensorflow $(PY) -m pytest -m "not slow" $(FAST_TEST_PATHS) $(PYTEST_FLAGS)
+
+# Layers only import downward: the contract is in pyproject.toml.
+lint: $(VENV)/.testdeps
+	$(VENV)/bin/lint-imports
 
 test-tf: $(VENV)/.testdeps
 	KERAS_BACKEND=tensorflow $(PY) -m pytest tests $(PYTEST_FLAGS)
@@ -38,7 +51,7 @@ test-jax: $(VENV)/.testdeps
 	KERAS_BACKEND=jax $(PY) -m pytest -m backends $(JAX_TEST_PATHS) $(PYTEST_FLAGS)
 
 bench: setup
-	$(PY) -m tfmargin.cli.bench $(BENCH_FLAGS)
+	$(PY) -m benchmarks.run $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -7,6 +7,7 @@ damage the file that was there before.
 import contextlib
 import json
 import os
+import shutil
 
 
 @contextlib.contextmanager
@@ -48,3 +49,37 @@ class AllOrNothing:
             self.close()
         else:
             self.abort()
+
+
+@contextlib.contextmanager
+def atomic_directory(path, staging=None, create=False):
+    """Yield a staging directory beside `path` (default `path.tmp-PID`; created when `create`);
+    on success it takes `path`'s place (an old `path` is moved aside first and removed after),
+    on any error it is removed and `path` stays as it was. A staging directory left by a killed
+    run is ours by its name and is removed first."""
+    path = os.path.abspath(os.fspath(path))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = os.path.abspath(staging) if staging else f"{path}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    if create:
+        os.makedirs(tmp)
+    try:
+        yield tmp
+        if not os.path.isdir(tmp):
+            raise FileNotFoundError(f"{path}: the writer produced no directory")
+        old = None
+        if os.path.exists(path):
+            old = f"{path}.old-{os.getpid()}"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            if old:
+                os.replace(old, path)
+            raise
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -8,7 +8,7 @@ Pure keras.ops functions (TF and JAX), plus Keras `Loss` classes where the loss 
 import keras
 from keras import ops
 
-from tfmargin.heads.angular import COS_EPS, l2_normalize, row_cosine
+from tfmargin.margins import COS_EPS, l2_normalize, row_cosine
 
 DISTANCES = ("l2", "cos")
 

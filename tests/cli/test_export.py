@@ -18,14 +18,13 @@ def _run(*args, timeout=600):
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
+def workdir(synthetic, tmp_path_factory):
     import keras
 
-    from tfmargin.data.synthetic import write_dataset
     from tfmargin.models import mobilefacenet
 
     d = tmp_path_factory.mktemp("cli_export")
-    write_dataset(str(d / "data"), 20, 5, seed=0)
+    os.symlink(synthetic, d / "data")  # the shared dataset, read-only
     keras.utils.set_random_seed(2)
     model = mobilefacenet(blocks=(1, 1, 1, 1), name="student")
     model.save(str(d / "student.keras"))

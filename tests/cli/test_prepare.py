@@ -45,8 +45,11 @@ def test_folders2rec_then_rec2tfrecord_with_teacher(tmp_path, rng):
     with open(os.path.join(folders, "ben", "bad.jpg"), "wb") as f:
         f.write(b"\xff\xd8\xffnope")
     rec = str(tmp_path / "rec" / "train.rec")
-    s = summary_of(prepare("folders2rec", f"--input={folders}", f"--output={rec}"), "folders2rec")
+    proc = prepare("folders2rec", f"--input={folders}", f"--output={rec}")
+    s = summary_of(proc, "folders2rec")
     assert (s["written"], s["skipped_corrupt"], s["num_classes"]) == ("9", "1", "3")
+    skipped = [l for l in proc.stderr.splitlines() if "skipped" in l]  # named, not just counted
+    assert len(skipped) == 1 and "bad.jpg" in skipped[0] and "corrupt image" in skipped[0]
     with RecordIO(rec) as r:
         assert len(r) == 9 and r.labels().tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
         first = r.read(r.keys()[4]).image
@@ -102,8 +105,12 @@ def test_align_to_rec(tmp_path):
     (photos / "nobody" / "gray.png").write_bytes(encode_png(np.full((200, 200, 3), 128, np.uint8)))
     (photos / "nobody" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
     out = tmp_path / "aligned" / "train.rec"
-    s = summary_of(prepare("align", f"--input={photos}", f"--output={out}"), "align")
+    proc = prepare("align", f"--input={photos}", f"--output={out}")
+    s = summary_of(proc, "align")
     assert (s["written"], s["no_face"], s["skipped_corrupt"], s["images"]) == ("1", "1", "1", "3")
+    skipped = sorted(l for l in proc.stderr.splitlines() if l.startswith("prepare align: skip"))
+    assert len(skipped) == 2
+    assert "broken.jpg" in skipped[0] and f"{photos / 'nobody' / 'gray.png'}: no face found" in skipped[1]
     with RecordIO(str(out)) as r:
         assert len(r) == 1 and r.num_classes == 2 and r.read(1).label == 0
 
@@ -127,7 +134,7 @@ def test_errors_are_one_line(tmp_path):
 
 
 def test_synthetic_task_is_wired(tmp_path):
-    """The synthetic task hands its flags to tfmargin.data.synthetic.write_dataset."""
+    """The synthetic task hands its flags to tfmargin.datasets.synthetic.write_dataset."""
     out = tmp_path / "syn"
     proc = prepare("synthetic", f"--output={out}", "--identities=6", "--images_per_identity=2",
                    "--seed=3", "--workers=1")

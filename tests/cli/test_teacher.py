@@ -10,11 +10,11 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from tests.train.test_signal import (DIM, assert_close, predict, raw_records,  # noqa: E402
+from tests.distill.test_signal import (DIM, assert_close, predict, raw_records,  # noqa: E402
                                      reference_images, tiny_teacher)
 from tfmargin.data.images import encode_png  # noqa: E402
 from tfmargin.data.recordio import RecordIOWriter, write_insightface_dataset  # noqa: E402
-from tfmargin.train.signal import load_teacher_signal  # noqa: E402
+from tfmargin.distill import load_teacher_signal  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

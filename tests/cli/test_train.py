@@ -10,7 +10,7 @@ import pytest
 from absl import flags
 
 from tfmargin.cli import train as cli
-from tests.train.fixtures import signal, synthetic  # noqa: F401
+from tests.train.fixtures import signal  # noqa: F401
 from tfmargin.train import METHODS, validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -9,6 +9,8 @@ import sys
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # subprocesses that import every reader without TensorFlow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Runs in a fresh interpreter where `import tensorflow` fails, as on the GPU hosts.
@@ -27,7 +29,7 @@ np.savez(out + "/decoded.npz", rec_images=rec_images, rec_labels=rec_labels,
          bin_images=bin_images, issame=issame)
 from tests.train import tiny
 tiny.register()
-from tfmargin.data.synthetic.calibrate import calibrate
+from examples.calibrate_synthetic.calibrate import calibrate
 report = calibrate(data, larger="tiny_test", smaller="tiny_test", steps=2, batch_size=8,
                    save_dir=out + "/models", log=lambda *a: None)
 print(json.dumps({"feed": report["feed"], "backend": report["backend"],
@@ -38,7 +40,7 @@ print(json.dumps({"feed": report["feed"], "backend": report["backend"],
 
 @pytest.fixture(scope="module")
 def no_tf_run(tmp_path_factory):
-    from tfmargin.data.synthetic import write_dataset
+    from tfmargin.datasets.synthetic import write_dataset
 
     data = tmp_path_factory.mktemp("synthetic")
     out = tmp_path_factory.mktemp("out")

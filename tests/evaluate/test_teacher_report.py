@@ -9,7 +9,6 @@ import sys
 import numpy as np
 import pytest
 
-from tests.train.fixtures import synthetic  # noqa: F401  (the shared tiny dataset)
 from tfmargin.evaluate.teacher import center_statistics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -71,6 +70,7 @@ def test_report_matches_the_model_called_directly(teacher_file, synthetic):
     assert subset.images == 20 and subset.sets == {}
 
 
+@pytest.mark.slow
 def test_cli_teacher_report(teacher_file, synthetic, tmp_path):
     path, _ = teacher_file
     out = tmp_path / "report.json"

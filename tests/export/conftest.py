@@ -33,7 +33,8 @@ def trained_looking(model, seed=1):
 
 
 def classifier(backbone, head):
-    """demo.classifier_model's layout with a given backbone (the demo builds full-size ones)."""
+    """tfmargin.train.build.classifier's layout with a given backbone, always with a teacher
+    input (the demo builds full-size ones)."""
     import keras
 
     from tfmargin.heads import MarginDistillationHead
@@ -50,12 +51,9 @@ def classifier(backbone, head):
 
 
 @pytest.fixture(scope="session")
-def dataset(tmp_path_factory):
-    from tfmargin.data.synthetic import write_dataset
-
-    d = tmp_path_factory.mktemp("synthetic")
-    write_dataset(str(d), 20, 5, seed=0)
-    return d
+def dataset(synthetic):
+    """The shared synthetic dataset (tests/conftest.py)."""
+    return synthetic
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import pytest
 
 from tests.export import reference as ref
 from tests.export.conftest import tiny_student, trained_looking
-from tests.train.fixtures import signal, synthetic  # noqa: F401  (session fixtures)
+from tests.train.fixtures import signal  # noqa: F401  (session fixture)
 
 
 def test_rebuild_reproduces_keras3(backbone, held_out):

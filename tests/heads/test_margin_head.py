@@ -10,7 +10,7 @@ from keras import ops
 from tests import reference as ref
 from tests.autodiff import value_and_grads
 from tfmargin.heads import ArcFace, CosFace, MarginHead, SphereFace
-from tfmargin.heads.angular import apply_margin, margin_logits
+from tfmargin.margins import apply_margin, margin_logits
 
 pytestmark = pytest.mark.backends
 

@@ -42,6 +42,7 @@ def test_iresnet_matches_published_sizes(name, mparams, gflops):
     assert 2 * count_macs(model) / 1e9 == pytest.approx(gflops, rel=0.005)
 
 
+@pytest.mark.slow
 @pytest.mark.backends
 @pytest.mark.parametrize("name,kwargs", [("mobilefacenet", {}), ("mbf", {"embedding_size": 128}),
                                          ("iresnet18", {"embedding_size": 256})])

@@ -57,6 +57,7 @@ def _cli(module, *args):
                           text=True, env=env, timeout=300)
 
 
+@pytest.mark.slow
 def test_load_model_load_backbone_and_embed_without_tfmargin_train(saved):
     code = """
 import sys, numpy as np
@@ -78,6 +79,7 @@ print("ok")
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_cli_evaluate_takes_a_warmup_classifier(saved):
     out = saved / "eval.json"
     proc = _cli("tfmargin.cli.evaluate", f"--model={saved / 'classifier.keras'}",
@@ -88,6 +90,7 @@ def test_cli_evaluate_takes_a_warmup_classifier(saved):
     assert entry["artifact"] == "keras"
 
 
+@pytest.mark.slow
 def test_cli_export_takes_a_warmup_classifier(saved):
     out = saved / "export"
     proc = _cli("tfmargin.cli.export", f"--model={saved / 'classifier.keras'}",

@@ -1,24 +1,11 @@
-"""Shared fixtures (session-scoped data): one tiny synthetic dataset (14 training identities x 5
-images, val.bin, test.bin) and one teacher signal extracted from it with a tiny teacher."""
-
-import warnings
+"""Shared training fixtures: one teacher signal extracted with a tiny teacher from the shared
+synthetic dataset (tests/conftest.py), and a tiny student recipe."""
 
 import pytest
 
 from tests.train import tiny
 
 EMB = 16
-
-
-@pytest.fixture(scope="session")
-def synthetic(tmp_path_factory):
-    from tfmargin.data.synthetic import write_dataset
-
-    root = tmp_path_factory.mktemp("synthetic")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the held-out sets are smaller than LFW's: expected
-        write_dataset(root, 20, 5, seed=0, workers=1)
-    return root
 
 
 @pytest.fixture(scope="session")

@@ -1,3 +1,4 @@
+import pytest
 """MirroredStrategy over two logical CPU devices (in a subprocess: logical devices must be set
 before TensorFlow starts, and must not leak into other tests)."""
 
@@ -37,6 +38,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_logical_cpus(tiny_config):
     config = tiny_config.replace(strategy="mirrored", steps=4, steps_per_epoch=2).to_dict()
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2",

@@ -115,6 +115,7 @@ print("identical")
 """
 
 
+@pytest.mark.slow
 def test_deterministic_runs_are_bit_identical_and_so_is_a_resumed_one(tiny_config, tmp_path):
     """A real MobileFaceNet, batch 32: under --deterministic two runs of one config, and a run
     killed after its first epoch and resumed, end with the same weights bit for bit. (Without
@@ -154,3 +155,30 @@ def test_nan_loss_stops_with_advice(tiny_config, signal, rng):
                               "learning rate (--lr=0.05 now)")
     assert "--softmax_warmup_steps" in message and "0..num_classes-1" in message
     assert "\n" not in message
+
+
+def test_train_counts_and_names_corrupt_images(tiny_config, synthetic, tmp_path):
+    """train() holds the stream's PipelineStats itself (a dataset attribute would not survive
+    the stream's transformations), so a corrupt record is counted and named in its result and
+    its log."""
+    import shutil
+
+    from tfmargin.data.recordio import RecordIOWriter
+    from tfmargin.data.sources import IndexedSource
+
+    src = IndexedSource(str(synthetic / "train.rec"))
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    shutil.copy(synthetic / "property", bad / "property")
+    with RecordIOWriter(str(bad / "train.rec"), header=True) as w:
+        for i in range(len(src)):
+            data, label, _ = src.read(i)
+            w.write(b"not an image" if i == 3 else data, label)
+    bad_key = IndexedSource(str(bad / "train.rec")).key(3)
+    config = tiny_config.replace(role="teacher", teacher_signal=None, data=str(bad / "train.rec"),
+                                 steps=3, steps_per_epoch=3, output_dir=str(tmp_path / "run"))
+    lines = []
+    result = train(config, log=lines.append)
+    assert result.stats.skipped == 1
+    assert result.stats.skipped_records == [f"{bad / 'train.rec'}: record {bad_key}"]
+    assert any(f"record {bad_key}" in line and "skipped 1 corrupt" in line for line in lines)

@@ -42,6 +42,7 @@ def test_coupled_sgd_is_mxnet_sgd_mom_update(rng, steps=300):
 
 
 @pytest.mark.backends
+@pytest.mark.slow
 def test_decay_strength_coupled_against_decoupled():
     """2,000 zero-gradient steps at lr 0.1, momentum 0.9, wd 5e-4: MXNet's rule leaves
     ~exp(-1) = 0.368 of a weight, Keras' decoupled decay ~exp(-0.1) = 0.905."""

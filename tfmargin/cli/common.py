@@ -80,7 +80,11 @@ def parse_flags(argv):
 
 
 def run(main):
-    """`app.run(main)` for a `command`-decorated main, with one-line flag errors."""
+    """`app.run(main)` for a `command`-decorated main, with one-line flag errors and without
+    TensorFlow's native start-up lines (tfmargin.cli.quiet)."""
+    from tfmargin.cli.quiet import filter_native_stderr
+
+    filter_native_stderr()
     app.run(main, flags_parser=parse_flags)
 
 

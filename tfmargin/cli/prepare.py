@@ -120,7 +120,7 @@ def run_task(task):
             _output()
         if FLAGS.contact_sheet is not None:
             _output("contact_sheet", kind="file")
-        from tfmargin.data.synthetic import contact_sheet, write_dataset  # heavy: only here
+        from tfmargin.datasets.synthetic import contact_sheet, write_dataset  # heavy: only here
         options = {"seed": FLAGS.seed}
         if FLAGS.difficulty is not None:
             options["difficulty"] = FLAGS.difficulty
@@ -131,8 +131,8 @@ def run_task(task):
         _need("output", "identities", "images_per_identity")
         if FLAGS.workers is not None:
             options["workers"] = FLAGS.workers
-        if FLAGS.progress:
-            options["log"] = lambda line: print(line, file=sys.stderr, flush=True)
+        options["progress"] = FLAGS.progress
+        options["log"] = lambda line: print(line, file=sys.stderr, flush=True)
         return write_dataset(FLAGS.output, FLAGS.identities, FLAGS.images_per_identity, **options)
     raise app.UsageError(f"unknown task {task!r}; one of {', '.join(TASKS)}")
 
@@ -163,6 +163,8 @@ def main(argv):
         raise app.UsageError(f"unknown task {task!r}; one of {', '.join(TASKS)}")
     FLAGS.task = task
     summary = run_task(task)
+    for name in getattr(summary, "skipped", ()):  # every left-out file, named
+        print(f"prepare {task}: skipped {name}", file=sys.stderr)
     print(f"prepare {task}: {_format(summary)}")
     return 0
 

@@ -1,5 +1,5 @@
 """Extract a teacher signal: the teacher's class centers and its embedding of every training
-image, as TFRecord shards with a manifest (tfmargin.train.signal).
+image, as TFRecord shards with a manifest (tfmargin.distill).
 
     python -m tfmargin.cli.teacher --teacher=teacher.keras --data=faces_emore/train.rec \
         --output=faces_emore/teacher_r100 [--flip] [--batch_size=128] [--shards=N] \
@@ -77,7 +77,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
     check_flags()
 
-    from tfmargin.train.signal import extract_teacher_signal
+    from tfmargin.distill import extract_teacher_signal
 
     extract_teacher_signal(  # a TeacherSignalError (exit 1) names the argument at fault
         FLAGS.teacher, FLAGS.data, FLAGS.output, centers=FLAGS.centers, flip=FLAGS.flip,

@@ -16,12 +16,12 @@ from absl import app, flags
 
 from tfmargin.cli import common
 from tfmargin.train.config import ConfigError, TrainConfig, parse_scale, validate
-from tfmargin.train.signal import TeacherSignalError  # loaded with tfmargin.train anyway
+from tfmargin.train.registry import METHODS
+from tfmargin.distill import TeacherSignalError  # loaded with tfmargin.train anyway
 
 HELP = {
     "role": "teacher or student (a --method implies student).",
-    "method": "Student method: margin_distillation, arcface, angular, triplet_l2, triplet_cos, "
-              "margin_kd_t, hinton_kd or embedding.",
+    "method": "Student method: " + ", ".join(METHODS) + ".",
     "head": "Teacher margin: arcface, cosface or sphereface.",
     "data": "Training images: a .rec (or its directory), TFRecord shards, identity folders, "
             "or an .npz of decoded arrays (the JAX path).",

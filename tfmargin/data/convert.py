@@ -19,7 +19,19 @@ from tfmargin.data.tfrecord import TFRecordShardWriter
 
 
 class Summary(dict):
-    """Counts of a conversion (read, written, skipped_corrupt, ...), printable as one line."""
+    """Counts of a conversion (read, written, skipped_corrupt, ...), printable as one line.
+    `skipped` names every file or record left out (or, in pairs_to_bin, centre-cropped for
+    want of a face) and why: "PATH: record KEY: corrupt image (...)", "PHOTO: no face found".
+    The prepare CLI prints them on stderr."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.skipped = []
+
+    def skip(self, count, name):
+        """Count one left-out item under `count` and name it."""
+        self[count] = self.get(count, 0) + 1
+        self.skipped.append(name)
 
     def __str__(self):
         return ", ".join(f"{k}={v}" for k, v in self.items())
@@ -43,7 +55,8 @@ def iter_checked(source, positions, summary, *, verify=True, strict=False, chunk
                     if strict:
                         raise CorruptImageError(f"{source.path}: record {source.key(int(i))}: "
                                                 f"corrupt image ({problem})")
-                    summary["skipped_corrupt"] += 1
+                    summary.skip("skipped_corrupt", f"{source.path}: record "
+                                 f"{source.key(int(i))}: corrupt image ({problem})")
                     continue
                 yield int(i), item[0], item[1], item[2]
             bar.update(len(part))
@@ -141,15 +154,15 @@ def align_photos(source, output, *, size=112, min_score=0.9, min_face_size=20, s
                 data, label = folder.read(i)
                 try:
                     image = decode_image(data, folder.full_path(i))
-                except CorruptImageError:
+                except CorruptImageError as e:
                     if strict:
                         raise
-                    summary["skipped_corrupt"] += 1
+                    summary.skip("skipped_corrupt", str(e).splitlines()[0])
                     continue
                 faces = detect_and_align(image, size, min_score=min_score,
                                          min_face_size=min_face_size, detector=detector)
                 if not faces:
-                    summary["no_face"] += 1
+                    summary.skip("no_face", f"{folder.full_path(i)}: no face found")
                     continue
                 jpeg = encode_jpeg(max(faces, key=lambda f: f.box[2] * f.box[3]).aligned,
                                    quality)

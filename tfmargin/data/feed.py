@@ -16,10 +16,12 @@ import os
 import keras
 import numpy as np
 
+from tfmargin.pixels import to_model_input, to_pixels
+
 
 def _normalize(images):
     if images.dtype == np.uint8:
-        return (images.astype(np.float32) - 127.5) / 127.5
+        return to_model_input(images)
     return images.astype(np.float32, copy=False)
 
 
@@ -143,8 +145,7 @@ def write_arrays(path, source, *, image_size=112, teacher=True):
         for name, value in features.items():
             parts.setdefault(name, []).append(value)
     arrays = {name: np.concatenate(v) for name, v in parts.items()}
-    # (x - 127.5) / 127.5 of a uint8 is exact in float32, so rounding gives the bytes back.
-    arrays["image"] = np.round(arrays["image"] * 127.5 + 127.5).astype(np.uint8)
+    arrays["image"] = to_pixels(arrays["image"])  # exact: see tfmargin.pixels
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez(tmp, **arrays)
     return os.fspath(path)

@@ -156,7 +156,7 @@ def pairs_to_bin(pairs_path, images_root, output, *, align=False, size=112, prog
                 summary["aligned"] += 1
             else:
                 data = encode_jpeg(center_resize(image, size))
-                summary["no_face"] += 1
+                summary.skip("no_face", f"{path}: no face found; centre-cropped instead")
         else:
             data = encode_jpeg(center_resize(image, size))
             summary["resized"] += 1

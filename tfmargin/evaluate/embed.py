@@ -6,40 +6,14 @@ mapped to whatever the artifact takes (see artifacts.py). Batches keep one shape
 padded) so that compiled functions and interpreters are not rebuilt for a short final batch.
 """
 
-import sys
-import time
-
 import numpy as np
 
+from tfmargin.data.progress import Progress
 from tfmargin.evaluate.artifacts import Embedder, load_embedder
 from tfmargin.evaluate.vectors import unit_rows
+from tfmargin.pixels import to_model_input, to_pixels
 
 __all__ = ["Embedder", "embed", "load_embedder"]
-
-
-class _Progress:
-    """A one-line progress bar on stderr (rewritten in place on a terminal, every 10% if not)."""
-
-    def __init__(self, total, label):
-        self.total, self.label = total, label
-        self.start = time.perf_counter()
-        self.tty = sys.stderr.isatty()
-        self.next_report = 0.1
-
-    def update(self, done):
-        frac = done / self.total if self.total else 1.0
-        if not self.tty and frac < self.next_report and done < self.total:
-            return
-        self.next_report = frac + 0.1
-        elapsed = time.perf_counter() - self.start
-        rate = done / elapsed if elapsed > 0 else 0.0
-        bar = "=" * int(30 * frac)
-        line = (f"{self.label} [{bar:<30}] {done}/{self.total} images, {rate:.0f} img/s, "
-                f"{elapsed:.0f}s")
-        sys.stderr.write(("\r" + line) if self.tty else line + "\n")
-        if self.tty and done >= self.total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
 
 
 def _to_input(x, dtype):
@@ -47,9 +21,9 @@ def _to_input(x, dtype):
     if dtype == np.uint8:
         if x.dtype == np.uint8:
             return x
-        return np.clip(np.round(x * 127.5 + 127.5), 0, 255).astype(np.uint8)
+        return to_pixels(x)
     if x.dtype == np.uint8:
-        return (x.astype(np.float32) - 127.5) / 127.5
+        return to_model_input(x)
     return x.astype(np.float32, copy=False)
 
 
@@ -118,7 +92,7 @@ def embed(model, images, batch_size=128, flip=True, verbose=False, label="embedd
                          label)[inverse]
     n = images.shape[0]
     batch_size = int(batch_size)
-    progress = _Progress(n, label) if verbose else None
+    progress = Progress(n, label, unit="img") if verbose else None
     out = None
     for start in range(0, n, batch_size):
         x = _to_input(np.asarray(images[start:start + batch_size]), embedder.input_dtype)
@@ -134,7 +108,9 @@ def embed(model, images, batch_size=128, flip=True, verbose=False, label="embedd
             out = np.empty((n, e.shape[1]), np.float32)
         out[start:start + m] = e
         if progress:
-            progress.update(start + m)
+            progress.update(m)
+    if progress:
+        progress.close()
     if out is None:
         return np.zeros((0, 0), np.float32)
     return unit_rows(out.astype(np.float64)).astype(np.float32)

@@ -6,7 +6,7 @@ One place decides the input contract and the output of each artifact:
 * `float32` input: pixels already mapped to [-1, 1] by (x - 127.5) / 127.5 (TFLite float and
   float-I/O int8 files, ONNX), as the Keras model takes them.
 * `normalize=True`: the output is the L2-normalised embedding, written as square / sum / rsqrt
-  (`tfmargin.heads.angular.l2_normalize`). The TFLite converter (TF 2.21) fuses that into one
+  (`tfmargin.margins.l2_normalize`). The TFLite converter (TF 2.21) fuses that into one
   L2_NORMALIZATION op; in full-integer files the op is int8, so unit norms hold to ~0.5% (the
   output's quantisation step) and a host that needs exact unit vectors renormalises.
 * `normalize=False`: the raw embedding (full-integer files for NPUs, whose whole graph must be
@@ -18,7 +18,8 @@ model handed to the TFLite converter directly keeps its weights as resource vari
 converts into a file without weights that outputs NaN.)
 """
 
-from tfmargin.heads.angular import l2_normalize
+from tfmargin.margins import l2_normalize
+from tfmargin.pixels import to_model_input_tensor
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "embedding"
@@ -39,7 +40,7 @@ def embedding_function(backbone, input_dtype="float32", normalize=True):
     def serve(image):
         x = image
         if input_dtype == "uint8":
-            x = (tf.cast(x, tf.float32) - 127.5) / 127.5
+            x = to_model_input_tensor(x)
         e = tf.cast(backbone(x, training=False), tf.float32)
         return {OUTPUT_NAME: l2_normalize(e) if normalize else e}
 

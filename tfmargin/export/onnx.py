@@ -14,6 +14,7 @@ import numpy as np
 from tfmargin.atomic import write_bytes
 from tfmargin.export import graph
 from tfmargin.export.model import ExportError, check_input, embedding_model
+from tfmargin.export.tflite import interpreter_notice_hidden
 
 DEFAULT_OPSET = 17
 MIN_COSINE = 0.9999
@@ -50,7 +51,8 @@ def export_onnx(model, path, opset=DEFAULT_OPSET, verify=True):
     fn = tf.function(graph.embedding_function(backbone, "float32", normalize=True),
                      input_signature=spec)
     try:
-        proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=opset)
+        with interpreter_notice_hidden():
+            proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=opset)
     except Exception as e:
         raise ExportError(f"{where}: tf2onnx failed: {str(e).splitlines()[0][:300]}") from e
     # Name the batch dimension instead of tf2onnx's generated "unk__N".

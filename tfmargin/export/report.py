@@ -135,7 +135,7 @@ def parity_report(artifacts, model, images=None, test_bin=None, threads=(1, 2), 
       output_dir: where to write the report (default: the export folder; None for a dict).
       command: the command that produced the export, recorded in the report.
     """
-    from tfmargin.bench.common import machine_info
+    from tfmargin.machine import machine_info
     from tfmargin.evaluate import embed, load_embedder
     from tfmargin.evaluate.sets import evaluate_sets, load_sets
     from tfmargin.export.ops import artifact_ops, tflite_io

@@ -16,6 +16,7 @@ import os
 import numpy as np
 
 from tfmargin.export.model import IMAGE_SIZE, ExportError
+from tfmargin.pixels import to_model_input
 
 DEFAULT_IMAGES = 200
 
@@ -28,7 +29,7 @@ def _as_float(x, where):
         raise ExportError(f"{where}: expected images (N, {IMAGE_SIZE}, {IMAGE_SIZE}, 3), "
                           f"got shape {x.shape}")
     if x.dtype == np.uint8:
-        return (x.astype(np.float32) - 127.5) / 127.5
+        return to_model_input(x)
     if not np.issubdtype(x.dtype, np.floating):
         raise ExportError(f"{where}: images must be uint8 or float in [-1, 1], got {x.dtype}")
     if x.size and (x.min() < -1.01 or x.max() > 1.01):

@@ -19,6 +19,7 @@ from tfmargin.export import graph
 from tfmargin.export.card import model_card, write_model_card
 from tfmargin.export.files import atomic_directory
 from tfmargin.export.model import ExportError, check_input, embedding_model, load_model
+from tfmargin.pixels import to_model_input
 
 SAVED_MODEL_DIR = "saved_model"
 KERAS_FILE = "model.keras"
@@ -31,7 +32,7 @@ def check_saved_model(directory, backbone, images=None, min_cosine=0.9999):
     if images is None:
         images = np.random.default_rng(0).integers(0, 256, (4, 112, 112, 3), dtype=np.uint8)
     out = SavedModelEmbedder(directory)(images)
-    ref = np.asarray(backbone((images.astype(np.float32) - 127.5) / 127.5, training=False),
+    ref = np.asarray(backbone(to_model_input(images), training=False),
                      np.float64)
     ref /= np.linalg.norm(ref, axis=1, keepdims=True)
     cos = np.sum(out * ref, axis=1)

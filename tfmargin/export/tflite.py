@@ -24,6 +24,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import warnings
 
 import numpy as np
 
@@ -110,10 +111,21 @@ def _converter(archive, mode, images, io_type):
     return converter
 
 
+@contextlib.contextmanager
+def interpreter_notice_hidden():
+    """TensorFlow's int8 calibrator and tf2onnx build a tf.lite.Interpreter, whose deprecation
+    notice concerns them, not the user (tfmargin runs TFLite files with ai-edge-litert)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"\s*Warning: tf\.lite\.Interpreter is "
+                                "deprecated", category=UserWarning)
+        yield
+
+
 def convert(converter, where):
     """Run a TFLite converter; its multi-line failure becomes one line naming `where`."""
     try:
-        return converter.convert()
+        with interpreter_notice_hidden():
+            return converter.convert()
     except Exception as e:  # ConverterError and friends: keep the first informative line
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
         first = next((ln for ln in lines if "error" in ln.lower()), lines[0] if lines else "")

@@ -12,7 +12,7 @@ import keras
 from keras import ops
 
 from tfmargin import losses
-from tfmargin.heads import angular
+from tfmargin import margins
 from tfmargin.heads import centers as frozen
 from tfmargin.heads.margin import MarginHead
 
@@ -80,12 +80,12 @@ class MarginKDHead(keras.layers.Layer):
 
     def call(self, inputs):
         embeddings, labels, teacher = inputs
-        labels = angular.flat_labels(labels)
-        cos = angular.cosine_logits(embeddings, self.centers)
-        margin_logits = angular.apply_margin(cos, labels, self.scale, m2=self.margin)
+        labels = margins.flat_labels(labels)
+        cos = margins.cosine_logits(embeddings, self.centers)
+        margin_logits = margins.apply_margin(cos, labels, self.scale, m2=self.margin)
         hard = ops.mean(ops.sparse_categorical_crossentropy(labels, margin_logits, from_logits=True))
         z_s = self.scale * cos
-        z_t = ops.stop_gradient(self.scale * angular.cosine_logits(
+        z_t = ops.stop_gradient(self.scale * margins.cosine_logits(
             ops.cast(teacher, "float32"), self.teacher_centers))
         soft = losses.kd_divergence(z_t, z_s, self.temperature)
         self.add_loss((1.0 - self.alpha) * hard + self.alpha * soft)
@@ -126,9 +126,9 @@ class TripletDistillationHead(keras.layers.Layer):
     def call(self, inputs):
         embeddings, labels, teacher = inputs
         self.add_loss(losses.triplet_distillation(
-            embeddings, ops.cast(teacher, "float32"), angular.flat_labels(labels),
+            embeddings, ops.cast(teacher, "float32"), margins.flat_labels(labels),
             self.m_max, self.m_min, self.distance))
-        return angular.l2_normalize(embeddings)
+        return margins.l2_normalize(embeddings)
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
@@ -156,7 +156,7 @@ class EmbeddingDistillationHead(keras.layers.Layer):
         embeddings, _, teacher = inputs
         self.add_loss(losses.embedding_distillation(embeddings, ops.cast(teacher, "float32"),
                                                     self.distance))
-        return angular.l2_normalize(embeddings)
+        return margins.l2_normalize(embeddings)
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from tfmargin.heads import angular
+from tfmargin import margins
 from tfmargin.heads import centers as frozen
 
 
@@ -58,27 +58,21 @@ class MarginDistillationHead(keras.layers.Layer):
         """Per-sample margins m_i, shape (batch,)."""
         if self.centers is None:
             raise ValueError(f"{self.name}: call or build the head before asking for margins")
-        labels = angular.flat_labels(labels)
+        labels = margins.flat_labels(labels)
         own_centers = ops.transpose(ops.take(self.centers, labels, axis=1))
-        cos_t = angular.row_cosine(ops.cast(teacher_embeddings, "float32"), own_centers)
-        if self.d_max == "batch":
-            d_max = ops.maximum(ops.max(cos_t), self.D_MAX_FLOOR)
-        else:
-            d_max = self.d_max
-        m = (self.m_max - self.m_min) / d_max * cos_t + self.m_min
-        if self.clip:
-            m = ops.clip(m, self.m_min, self.m_max)
-        return ops.stop_gradient(m)
+        cos_t = margins.row_cosine(ops.cast(teacher_embeddings, "float32"), own_centers)
+        return margins.teacher_margins(cos_t, self.m_max, self.m_min, self.d_max, self.clip,
+                                       floor=self.D_MAX_FLOOR)
 
     def call(self, inputs):
-        return self.logits_from_cosines(angular.cosine_logits(inputs[0], self.centers), inputs)
+        return self.logits_from_cosines(margins.cosine_logits(inputs[0], self.centers), inputs)
 
     def logits_from_cosines(self, cos, inputs, margin_fraction=1.0):
         """The logits from already computed cosines (B, C); `margin_fraction` scales every
         per-sample margin (0: plain normalised softmax), for warm-ups."""
         _, labels, teacher = inputs
-        labels = angular.flat_labels(labels)
-        return angular.apply_margin(cos, labels, self.scale,
+        labels = margins.flat_labels(labels)
+        return margins.apply_margin(cos, labels, self.scale,
                                     m2=self.margins(teacher, labels) * margin_fraction)
 
     def compute_output_shape(self, input_shape):

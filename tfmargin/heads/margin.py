@@ -2,7 +2,7 @@
 
 import keras
 
-from tfmargin.heads import angular
+from tfmargin import margins
 
 
 @keras.saving.register_keras_serializable(package="tfmargin")
@@ -30,6 +30,7 @@ class MarginHead(keras.layers.Layer):
         self.center_initializer = keras.initializers.get(
             {"class_name": "RandomNormal", "config": {"stddev": 0.01}}
             if center_initializer == "random_normal" else center_initializer)
+        self.margin = margins.CombinedMargin(self.m1, self.m2, self.m3)
         self.centers = None
 
     def build(self, input_shape):
@@ -39,14 +40,12 @@ class MarginHead(keras.layers.Layer):
             trainable=True, name="centers")
 
     def call(self, inputs):
-        return self.logits_from_cosines(angular.cosine_logits(inputs[0], self.centers), inputs)
+        return self.logits_from_cosines(margins.cosine_logits(inputs[0], self.centers), inputs)
 
     def logits_from_cosines(self, cos, inputs, margin_fraction=1.0):
         """The logits from already computed cosines (B, C) to the centers. `margin_fraction`
         in [0, 1] scales the margin (0: plain normalised softmax), for warm-ups."""
-        f = margin_fraction
-        return angular.apply_margin(cos, angular.flat_labels(inputs[1]), self.scale,
-                                    1.0 + (self.m1 - 1.0) * f, self.m2 * f, self.m3 * f)
+        return self.margin(cos, margins.flat_labels(inputs[1]), self.scale, margin_fraction)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], self.num_classes)

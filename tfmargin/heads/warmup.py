@@ -17,7 +17,7 @@ BackupAndRestore, and behaves the same under TensorFlow and JAX.
 import keras
 from keras import ops
 
-from tfmargin.heads import angular
+from tfmargin import margins
 
 
 @keras.saving.register_keras_serializable(package="tfmargin")
@@ -73,7 +73,7 @@ class SoftmaxWarmup(keras.layers.Layer):
         return ops.clip((after + 1.0) / float(self.ramp_steps), 0.0, 1.0)
 
     def call(self, inputs, training=None):
-        cos = angular.cosine_logits(inputs[0], self.head.centers)
+        cos = margins.cosine_logits(inputs[0], self.head.centers)
         out = self.head.logits_from_cosines(cos, inputs, self.margin_fraction())
         if training:
             self.step.assign(self.step + 1)

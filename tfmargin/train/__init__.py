@@ -21,7 +21,7 @@ from tfmargin.train.loop import TrainResult, load_signal, train
 from tfmargin.train.methods import make_head
 from tfmargin.train.sgd import CoupledSGD, build_optimizer
 from tfmargin.train.schedule import WarmupSchedule, learning_rate
-from tfmargin.train.signal import (TeacherSignal, TeacherSignalError, extract_teacher_signal,
+from tfmargin.distill import (TeacherSignal, TeacherSignalError, extract_teacher_signal,
                                    load_teacher_signal, teacher_centers)
 from tfmargin.heads.warmup import SoftmaxWarmup
 

@@ -61,6 +61,15 @@ def compile_classifier(model, head, config):
     return model
 
 
+def compiled_classifier(backbone, head, config=None, teacher_dim=None):
+    """`classifier` compiled with the optimiser of `config` (default: the paper's SGD 0.1,
+    momentum 0.9, MXNet-style weight decay 5e-4): the one builder benchmarks and tests use."""
+    from tfmargin.train.config import TrainConfig
+
+    model = classifier(backbone, head, teacher_dim)
+    return compile_classifier(model, head, config or TrainConfig())
+
+
 def _backbone(config):
     backbone = build_backbone(config.backbone, embedding_size=config.embedding_size,
                               input_shape=(config.image_size, config.image_size, 3),

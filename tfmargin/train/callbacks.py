@@ -10,6 +10,7 @@ import numpy as np
 
 from tfmargin.atomic import write_json
 from tfmargin.errors import TfmarginError
+from tfmargin.train.config import warmup_capable
 
 
 class TrainingDiverged(TfmarginError, FloatingPointError):
@@ -18,8 +19,7 @@ class TrainingDiverged(TfmarginError, FloatingPointError):
 
 def divergence_advice(config):
     tips = [f"lower the learning rate (--lr={config.lr:g} now)"]
-    if not config.softmax_warmup_steps and (config.role == "teacher" or config.method in (
-            "arcface", "angular", "margin_distillation")):
+    if not config.softmax_warmup_steps and warmup_capable(config):
         tips.append("a softmax warm-up (--softmax_warmup_steps=2000)")
     if not config.lr_warmup_steps:
         tips.append("a learning-rate warm-up (--lr_warmup_steps=1000)")

@@ -10,19 +10,17 @@ import os
 from typing import Any
 
 from tfmargin.errors import TfmarginError
+from tfmargin.train.registry import METHODS as REGISTRY
+from tfmargin.train.registry import get_method, method_names
 
 ROLES = ("teacher", "student")
-METHODS = ("margin_distillation", "arcface", "angular", "triplet_l2", "triplet_cos",
-           "margin_kd_t", "hinton_kd", "embedding")
+METHODS = method_names()  # the built-in methods (tfmargin.train.registry holds them all)
 TEACHER_HEADS = ("arcface", "cosface", "sphereface")
 SCHEDULES = ("piecewise", "cosine")
 WEIGHT_DECAY_MODES = ("coupled", "decoupled")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 DISTANCES = ("cos", "l2")
-# Every method but the ArcFace control reads the teacher's signal.
-TEACHER_FREE = ("arcface",)
-TRIPLET_METHODS = ("triplet_l2", "triplet_cos")
 
 
 class ConfigError(TfmarginError, ValueError):
@@ -114,11 +112,13 @@ class TrainConfig:
 
     @property
     def needs_teacher(self):
-        return self.role == "student" and self.method not in TEACHER_FREE
+        """Whether the run reads a teacher signal (every student method but the control)."""
+        return self.role == "student" and get_method(self.method).reads_teacher
 
     @property
     def triplet(self):
-        return self.role == "student" and self.method in TRIPLET_METHODS
+        """Whether the run draws P x K identity batches."""
+        return self.role == "student" and get_method(self.method).identity_batches
 
 
 def _fail(field, message):
@@ -152,7 +152,7 @@ def validate(c: TrainConfig, *, check_files=True) -> TrainConfig:
     placeholder paths)."""
     _one_of(c, "role", ROLES)
     if c.role == "student":
-        _one_of(c, "method", METHODS)
+        _one_of(c, "method", method_names())
     else:
         _one_of(c, "head", TEACHER_HEADS)
     _one_of(c, "lr_schedule", SCHEDULES)
@@ -177,9 +177,10 @@ def validate(c: TrainConfig, *, check_files=True) -> TrainConfig:
         except (TypeError, ValueError):
             _fail("d_max", f"must be 'batch' or a positive number, got {c.d_max!r}")
     if c.alpha is not None:
-        kd = c.method in ("margin_kd_t", "hinton_kd")
-        if c.alpha < 0 or (kd and c.alpha > 1):
-            _fail("alpha", f"must be {'in [0, 1]' if kd else '>= 0'}, got {c.alpha}")
+        top = get_method(c.method).alpha_max
+        if c.alpha < 0 or (top is not None and c.alpha > top):
+            _fail("alpha", f"must be {f'in [0, {top:g}]' if top is not None else '>= 0'}, "
+                  f"got {c.alpha}")
     steps = list(c.lr_steps)
     if any(not isinstance(s, int) or s <= 0 for s in steps) or steps != sorted(set(steps)):
         _fail("lr_steps", f"must be increasing positive step numbers, got {steps}")
@@ -189,8 +190,9 @@ def validate(c: TrainConfig, *, check_files=True) -> TrainConfig:
         _fail("min_lr", f"{c.min_lr} is above lr {c.lr}")
     for field in ("softmax_warmup_steps", "margin_ramp_steps"):
         if getattr(c, field) and not warmup_capable(c):
+            capable = ", ".join(m.name for m in REGISTRY.values() if m.has_margin)
             _fail(field, f"method {c.method} has no margin to warm up (only teachers and the "
-                  "arcface, angular and margin_distillation students)")
+                  f"{capable} students)")
     if c.triplet:
         k = c.images_per_identity
         if k < 2 or c.batch_size % k or c.batch_size // k < 2:
@@ -219,7 +221,8 @@ def validate(c: TrainConfig, *, check_files=True) -> TrainConfig:
 
 def warmup_capable(c):
     """Whether the run's head has a margin that a softmax warm-up / ramp can hold back."""
-    return c.role == "teacher" or c.method in ("arcface", "angular", "margin_distillation")
+    return c.role == "teacher" or get_method(c.method).has_margin
+
 
 
 def parse_scale(value):
@@ -243,14 +246,15 @@ def method_defaults(c: TrainConfig) -> dict[str, Any]:
         margin = {"cosface": 0.35, "sphereface": 4.0}.get(c.head, 0.5) if c.role == "teacher" else 0.5
     alpha = c.alpha
     if alpha is None:
-        alpha = 1.0 if c.method == "angular" else 0.95
+        alpha = get_method(c.method).alpha if c.role == "student" else None
+        alpha = 0.95 if alpha is None else alpha
     return {"margin": float(margin), "alpha": float(alpha)}
 
 
 def resolve_scale(c: TrainConfig, num_classes) -> float:
     """The logit scale: `c.scale`, or for "auto" AdaCos' fixed scale for `num_classes`."""
     if c.scale == "auto":
-        from tfmargin.heads.angular import adacos_scale
+        from tfmargin.margins import adacos_scale
 
         return adacos_scale(num_classes)
     return float(c.scale)

@@ -44,12 +44,23 @@ def determinism(enabled, seed):
                           "process; call tfmargin.train.determinism.prepare() before any "
                           "TensorFlow work (the CLI does), or train in a fresh process")
     import tensorflow as tf
-    from tensorflow.python.framework import config as tf_config  # is/disable: private only
 
-    was_on = tf_config.is_op_determinism_enabled()
+    was_on, switch_off = _op_determinism_state()
     tf.config.experimental.enable_op_determinism()
     try:
         yield
     finally:
-        if not was_on:
-            tf_config.disable_op_determinism()
+        if not was_on and switch_off is not None:
+            switch_off()
+
+
+def _op_determinism_state():
+    """(whether op determinism is on, a function that turns it off). TensorFlow's public API
+    can only turn it on; reading and resetting it are private (tensorflow.python.framework
+    .config). Without them (another TensorFlow), fall back to the public API alone: assume
+    off, and leave it on after the run (slower ops for the rest of the process, never wrong)."""
+    try:
+        from tensorflow.python.framework import config as tf_config
+        return tf_config.is_op_determinism_enabled(), tf_config.disable_op_determinism
+    except (ImportError, AttributeError):  # pragma: no cover - exercised by a test's monkeypatch
+        return False, None

@@ -63,10 +63,11 @@ def check_classes(config, signal):
 
 
 def training_data(config, signal=None, *, input_context=None, start_step=0, num_classes=None,
-                  skip_per_step=1):
+                  skip_per_step=1, stats=None):
     """The endless batch stream of a run. `input_context` (tf.distribute) shards it and sets
     the per-replica batch size; `skip_per_step` is how many of this pipeline's batches one
-    global step consumes (replicas per input pipeline)."""
+    global step consumes (replicas per input pipeline). `stats`: a PipelineStats the caller
+    holds, which counts and names the corrupt images the stream skips."""
     seed = config.seed if config.exact_resume or not start_step else config.seed + start_step
     skip = start_step * skip_per_step if config.exact_resume else 0
     with_teacher = signal is not None and config.needs_teacher
@@ -87,17 +88,17 @@ def training_data(config, signal=None, *, input_context=None, start_step=0, num_
         return feed
 
     with _without_global_tf_seed():
-        ds = _tf_stream(config, signal, input_context, num_classes, seed, with_teacher)
+        ds = _tf_stream(config, signal, input_context, num_classes, seed, with_teacher, stats)
     return ds.skip(skip) if skip else ds
 
 
-def _tf_stream(config, signal, input_context, num_classes, seed, with_teacher):
+def _tf_stream(config, signal, input_context, num_classes, seed, with_teacher, stats=None):
     from tfmargin.data import train_dataset
 
     source = signal_source(signal) if signal is not None else config.data
     common = dict(image_size=config.image_size, flip=config.flip, seed=seed, repeat=True,
                   input_context=input_context, num_classes=num_classes,
-                  teacher=None if with_teacher else False)
+                  teacher=None if with_teacher else False, stats=stats)
     if config.triplet:
         from tfmargin.data.sampling import identity_batches
 
@@ -136,9 +137,8 @@ def _without_global_tf_seed():
     get_seed tests those tensors as Python bools and tracing fails. Remove once pipeline.py
     handles it."""
     import tensorflow as tf
-    from tensorflow.python.eager import context
 
-    previous = context.global_seed()
+    previous = tf.compat.v1.random.get_seed(None)[0]  # the global seed, or None (public API)
     tf.random.set_seed(None)
     try:
         yield

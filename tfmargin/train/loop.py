@@ -41,13 +41,14 @@ class TrainResult:
     best: dict | None        # best validation {"step", "accuracy", "set", "backbone"}
     paths: dict              # {"config", "backbone", "classifier", "best_backbone"?, "best"?, "history"}
     start_step: int = 0      # > 0 when this invocation resumed an interrupted run
+    stats: object = None     # the tf.data stream's PipelineStats: corrupt images skipped, named
 
 
 def load_signal(config):
     """The TeacherSignal a student config names (checked against its training data), or None."""
     if config.role != "student" or not config.teacher_signal:
         return None
-    from tfmargin.train.signal import TeacherSignalError, load_teacher_signal
+    from tfmargin.distill import TeacherSignalError, load_teacher_signal
 
     try:
         return load_teacher_signal(config.teacher_signal,
@@ -109,14 +110,22 @@ def _train(config, signal, data, callbacks, log):
     if start_step:
         log(f"resuming {out} at step {start_step} (epoch {start_epoch})")
 
+    stats = None
     if data is None:
-        data = _stream(config, signal, strategy, start_step, num_classes)
+        from tfmargin.data.pipeline.stats import PipelineStats
+
+        stats = PipelineStats()  # held here: dataset attributes do not survive .skip()
+        data = _stream(config, signal, strategy, start_step, num_classes, stats)
 
     guard = StopOnNaN(divergence_advice(config), start_step, log=log)
     selection = _verification(config, built, out, paths)
     # the verification callback writes val_* into the epoch's logs: it runs before the logger
     cbs = [keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch"), guard, *selection,
            keras.callbacks.CSVLogger(paths["history"], append=True)]
+    if stats is not None:
+        from tfmargin.data.pipeline.stats import skipped_images_report
+
+        cbs.append(skipped_images_report(stats, log))
     cbs += list(callbacks)
     epochs = config.steps // config.steps_per_epoch
     fit = built.model.fit(data, epochs=epochs, steps_per_epoch=config.steps_per_epoch, shuffle=False,
@@ -129,14 +138,19 @@ def _train(config, signal, data, callbacks, log):
     if best is None:
         paths.pop("best_backbone", None)
         paths.pop("best", None)
+    if stats is not None and stats.skipped:
+        log(f"skipped {stats.skipped} corrupt image(s) in all: "
+            + "; ".join(stats.skipped_records[:20])
+            + ("; ..." if len(stats.skipped_records) > 20 else ""))
     return TrainResult(built.model, built.backbone, built.head, fit.history, best, paths,
-                       start_step)
+                       start_step, stats)
 
 
-def _stream(config, signal, strategy, start_step, num_classes):
+def _stream(config, signal, strategy, start_step, num_classes, stats=None):
     n = strategies.replicas(strategy)
     if strategy is None or (n == 1 and config.strategy != "multi_worker"):
-        return training_data(config, signal, start_step=start_step, num_classes=num_classes)
+        return training_data(config, signal, start_step=start_step, num_classes=num_classes,
+                             stats=stats)
     if is_npz(config.data):
         raise ConfigError(f"data: an .npz feed cannot be distributed with --strategy="
                           f"{config.strategy}; give a .rec or TFRecord source")
@@ -146,7 +160,7 @@ def _stream(config, signal, strategy, start_step, num_classes):
     def per_pipeline(ctx):
         return training_data(config, signal, input_context=ctx, start_step=start_step,
                              num_classes=num_classes,
-                             skip_per_step=n // ctx.num_input_pipelines)
+                             skip_per_step=n // ctx.num_input_pipelines, stats=stats)
 
     return strategy.distribute_datasets_from_function(per_pipeline)
 

@@ -1,11 +1,12 @@
-"""Method name -> head: the teacher's margin heads, the MarginDistillation student, its
-baselines and the ArcFace control (docs/method.md). Every student head takes
+"""The head a recipe asks for: the teacher's margin heads, or the student method's head from
+tfmargin.train.registry (docs/method.md). Every student head takes
 `[embeddings, labels, teacher_embeddings]` except the ArcFace control's `[embeddings, labels]`.
 """
 
 from tfmargin import heads
 from tfmargin.heads.warmup import SoftmaxWarmup
 from tfmargin.train.config import method_defaults, resolve_scale
+from tfmargin.train.registry import get_method
 
 TEACHER_HEADS = {"arcface": heads.ArcFace, "cosface": heads.CosFace,
                  "sphereface": heads.SphereFace}
@@ -27,30 +28,10 @@ def make_head(config, num_classes, centers=None):
 
 
 def _student_head(c, num_classes, centers, d):
-    m = c.method
-    if m in ("margin_distillation", "margin_kd_t", "hinton_kd") and centers is None:
-        raise ValueError(f"method {m} needs the teacher's centers")
-    if m == "margin_distillation":
-        d_max = c.d_max if c.d_max == "batch" else float(c.d_max)
-        return heads.MarginDistillationHead(centers, scale=c.scale, m_max=c.m_max, m_min=c.m_min,
-                                            d_max=d_max, clip=c.clip_margin, name="head")
-    if m == "arcface":
-        return heads.ArcFace(num_classes, scale=c.scale, margin=d["margin"], name="head")
-    if m == "angular":
-        return heads.AngularDistillationHead(num_classes, scale=c.scale, margin=d["margin"],
-                                             alpha=d["alpha"], name="head")
-    if m == "margin_kd_t":
-        return heads.MarginKDHead(centers, scale=c.scale, margin=d["margin"],
-                                  temperature=c.temperature, alpha=d["alpha"], name="head")
-    if m == "hinton_kd":
-        return heads.HintonKDHead(centers, scale=c.scale, temperature=c.temperature,
-                                  alpha=d["alpha"], name="head")
-    if m in ("triplet_l2", "triplet_cos"):
-        return heads.TripletDistillationHead(m_max=c.m_max, m_min=c.m_min,
-                                             distance=m.split("_")[1], name="head")
-    if m == "embedding":
-        return heads.EmbeddingDistillationHead(distance=c.distance, name="head")
-    raise ValueError(f"method: unknown method {m!r}")
+    method = get_method(c.method)
+    if method.needs_centers and centers is None:
+        raise ValueError(f"method {c.method} needs the teacher's centers")
+    return method.build(c, num_classes, centers, d["margin"], d["alpha"])
 
 
 def reads_teacher(head):

@@ -1,0 +1,46 @@
+"""Every benchmark row runs in quick mode and returns a well-formed record."""
+
+import json
+
+import pytest
+
+from benchmarks import row_modules
+from benchmarks.common import markdown_table, write_result
+
+
+def test_train_step_row_quick(tmp_path):
+    record = row_modules()["train_step"].run(quick=True)
+    assert record["name"] == "train_step" and record["unit"] == "images/s"
+    assert record["value"] > 0 and record["baseline_value"] > 0
+    assert record["ratio"] == pytest.approx(record["value"] / record["baseline_value"])
+    path = write_result(record, tmp_path)
+    assert json.loads(open(path).read())["details"]["num_classes"] == 500
+    table = markdown_table([record])
+    assert "train_step" in table.splitlines()[2]
+
+
+def test_goal_direction():
+    from benchmarks.common import result
+    fast = result("x", subject="a", baseline="b", value=2.0, baseline_value=10.0, unit="s",
+                  higher_is_better=False, goal=0.42)
+    assert fast["ratio"] == pytest.approx(0.2) and fast["met"] is True
+    slow = result("x", subject="a", baseline="b", value=1.0, baseline_value=2.0, unit="img/s",
+                  higher_is_better=True, goal=0.8)
+    assert slow["met"] is False
+
+
+def test_data_pipeline_row_quick():
+    record = row_modules()["data_pipeline"].run(quick=True)
+    assert record["name"] == "data_pipeline" and record["value"] > 0 and record["baseline_value"] > 0
+    assert record["ratio"] == pytest.approx(record["value"] / record["baseline_value"])
+
+
+def test_every_row_is_discovered():
+    assert {"train_step", "data_pipeline", "synthetic_generation", "identification", "export"} <= set(row_modules())
+
+
+def test_export_row_quick():
+    record = row_modules()["export"].run(quick=True)
+    assert record["name"] == "export" and record["value"] > 0 and record["baseline_value"] > 0
+    assert record["ratio"] == pytest.approx(record["value"] / record["baseline_value"])
+    assert record["met"] == (record["ratio"] <= 0.45)

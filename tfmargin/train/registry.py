@@ -1,0 +1,117 @@
+"""The one registry of training methods: for each student method, which head it trains, what
+it reads, how its batches are drawn and its defaults (a task registry in the manner of TF Model
+Garden). Config checks, the head builder, the CLI help, the divergence advice and the demo all
+read it; adding a method is one `register_method` call.
+
+The builders import tfmargin.heads only when called, so reading the registry (as TrainConfig's
+checks do) never imports Keras.
+"""
+
+import dataclasses
+from typing import Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    name: str
+    title: str                # how tables and docs name it
+    build: Callable           # (config, num_classes, centers, margin, alpha) -> head layer
+    reads_teacher: bool       # its head takes the teacher's embeddings as a third input
+    needs_centers: bool       # it needs the teacher's class centers (from the signal)
+    has_margin: bool          # a margin that a softmax warm-up / ramp can hold back
+    identity_batches: bool = False   # P x K batches (K images of each of P identities)
+    alpha: float | None = None       # default weight of its distillation term
+    alpha_max: float | None = None   # upper bound of alpha (KD mixes: 1)
+
+
+METHODS = {}
+
+
+def register_method(method):
+    """Add (or replace) a method; its name becomes a valid `--method`."""
+    METHODS[method.name] = method
+    return method
+
+
+def get_method(name):
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"method: unknown method {name!r}; known: {', '.join(METHODS)}") from None
+
+
+def method_names():
+    return tuple(METHODS)
+
+
+# -- the builders ------------------------------------------------------------------------------
+
+def _md(c, num_classes, centers, margin, alpha):
+    from tfmargin.heads import MarginDistillationHead
+
+    d_max = c.d_max if c.d_max == "batch" else float(c.d_max)
+    return MarginDistillationHead(centers, scale=c.scale, m_max=c.m_max, m_min=c.m_min,
+                                  d_max=d_max, clip=c.clip_margin, name="head")
+
+
+def _arcface(c, num_classes, centers, margin, alpha):
+    from tfmargin.heads import ArcFace
+
+    return ArcFace(num_classes, scale=c.scale, margin=margin, name="head")
+
+
+def _angular(c, num_classes, centers, margin, alpha):
+    from tfmargin.heads import AngularDistillationHead
+
+    return AngularDistillationHead(num_classes, scale=c.scale, margin=margin, alpha=alpha,
+                                   name="head")
+
+
+def _margin_kd(c, num_classes, centers, margin, alpha):
+    from tfmargin.heads import MarginKDHead
+
+    return MarginKDHead(centers, scale=c.scale, margin=margin, temperature=c.temperature,
+                        alpha=alpha, name="head")
+
+
+def _hinton_kd(c, num_classes, centers, margin, alpha):
+    from tfmargin.heads import HintonKDHead
+
+    return HintonKDHead(centers, scale=c.scale, temperature=c.temperature, alpha=alpha,
+                        name="head")
+
+
+def _triplet(distance):
+    def build(c, num_classes, centers, margin, alpha):
+        from tfmargin.heads import TripletDistillationHead
+
+        return TripletDistillationHead(m_max=c.m_max, m_min=c.m_min, distance=distance,
+                                       name="head")
+    return build
+
+
+def _embedding(c, num_classes, centers, margin, alpha):
+    from tfmargin.heads import EmbeddingDistillationHead
+
+    return EmbeddingDistillationHead(distance=c.distance, name="head")
+
+
+for _method in (
+    Method("margin_distillation", "MarginDistillation", _md, reads_teacher=True,
+           needs_centers=True, has_margin=True),
+    Method("arcface", "ArcFace (no teacher)", _arcface, reads_teacher=False,
+           needs_centers=False, has_margin=True),
+    Method("angular", "Angular distillation", _angular, reads_teacher=True,
+           needs_centers=False, has_margin=True, alpha=1.0),
+    Method("triplet_l2", "Triplet distillation (L2)", _triplet("l2"), reads_teacher=True,
+           needs_centers=False, has_margin=False, identity_batches=True),
+    Method("triplet_cos", "Triplet distillation (cos)", _triplet("cos"), reads_teacher=True,
+           needs_centers=False, has_margin=False, identity_batches=True),
+    Method("margin_kd_t", "Margin-based KD with T", _margin_kd, reads_teacher=True,
+           needs_centers=True, has_margin=False, alpha=0.95, alpha_max=1.0),
+    Method("hinton_kd", "Hinton KD", _hinton_kd, reads_teacher=True, needs_centers=True,
+           has_margin=False, alpha=0.95, alpha_max=1.0),
+    Method("embedding", "Embedding distillation", _embedding, reads_teacher=True,
+           needs_centers=False, has_margin=False),
+):
+    register_method(_method)
