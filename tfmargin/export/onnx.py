@@ -7,6 +7,8 @@ embedding ("embedding"): the same contract as the float TFLite files. Grouped co
 tfmargin's GroupedConv2D (depthwise + reshape-sum), which tf2onnx maps to plain ONNX ops.
 """
 
+import contextlib
+import logging
 import os
 
 import numpy as np
@@ -37,6 +39,18 @@ def check_onnx(content, backbone, images, where):
                           f"{np.nanmin(cos):.6f})")
 
 
+@contextlib.contextmanager
+def _quiet_logger(name, level=logging.WARNING):
+    """tf2onnx logs every graph rewrite at INFO: keep its warnings, not its narration."""
+    logger = logging.getLogger(name)
+    previous = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
 def export_onnx(model, path, opset=DEFAULT_OPSET, verify=True):
     """Convert `model` (a Keras model, training model or .keras path) to ONNX at `path`
     (written atomically); returns `path`."""
@@ -51,7 +65,7 @@ def export_onnx(model, path, opset=DEFAULT_OPSET, verify=True):
     fn = tf.function(graph.embedding_function(backbone, "float32", normalize=True),
                      input_signature=spec)
     try:
-        with interpreter_notice_hidden():
+        with interpreter_notice_hidden(), _quiet_logger("tf2onnx"):
             proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=opset)
     except Exception as e:
         raise ExportError(f"{where}: tf2onnx failed: {str(e).splitlines()[0][:300]}") from e
