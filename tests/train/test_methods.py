@@ -14,7 +14,8 @@ from tfmargin.train.inputs import check_classes
 HEAD_TYPES = {"margin_distillation": heads.MarginDistillationHead, "arcface": heads.MarginHead,
               "angular": heads.AngularDistillationHead, "triplet_l2": heads.TripletDistillationHead,
               "triplet_cos": heads.TripletDistillationHead, "margin_kd_t": heads.MarginKDHead,
-              "hinton_kd": heads.HintonKDHead, "embedding": heads.EmbeddingDistillationHead}
+              "hinton_kd": heads.HintonKDHead, "embedding": heads.EmbeddingDistillationHead,
+              "arcdistill": heads.MarginDistillationHead, "arcface_init": heads.MarginHead}
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -22,7 +23,7 @@ def test_method_trains(method, tiny_config, signal):
     config = validate(tiny_config.replace(method=method, lr=0.02))
     built = build_student(config, signal)
     assert type(built.head) is HEAD_TYPES[method]
-    assert ("teacher" in built.model.input) == (method != "arcface")
+    assert ("teacher" in built.model.input) == (method not in ("arcface", "arcface_init"))
     x, y = next(iter(training_data(config, signal)))
     if config.triplet:  # P x K batches: K=5 images of each of 2 identities
         labels = np.asarray(y).reshape(2, 5)
@@ -31,9 +32,11 @@ def test_method_trains(method, tiny_config, signal):
               for _ in range(8)]
     assert np.isfinite(losses).all(), losses
     assert min(losses[-3:]) < losses[0], losses
-    if method == "margin_distillation":
+    if method in ("margin_distillation", "arcdistill"):  # frozen: still the teacher's
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(built.head.centers),
                                       signal.centers)
+    if method == "arcface_init":  # started at the teacher's, then trained
+        assert not np.allclose(keras.ops.convert_to_numpy(built.head.centers), signal.centers)
     if method in ("margin_kd_t", "hinton_kd"):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(built.head.teacher_centers),
                                       signal.centers)

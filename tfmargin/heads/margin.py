@@ -1,6 +1,7 @@
 """MarginHead: the combined margin softmax head (ArcFace, CosFace, SphereFace)."""
 
 import keras
+import numpy as np
 
 from tfmargin import margins
 
@@ -20,7 +21,7 @@ class MarginHead(keras.layers.Layer):
     """
 
     def __init__(self, num_classes, scale=64.0, m1=1.0, m2=0.5, m3=0.0,
-                 center_initializer="random_normal", **kwargs):
+                 center_initializer="random_normal", initial_centers=None, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if num_classes < 1:
@@ -31,6 +32,14 @@ class MarginHead(keras.layers.Layer):
             {"class_name": "RandomNormal", "config": {"stddev": 0.01}}
             if center_initializer == "random_normal" else center_initializer)
         self.margin = margins.CombinedMargin(self.m1, self.m2, self.m3)
+        # (D, C) starting values, e.g. a teacher's centers: assigned at build, never serialised
+        # (the weight carries them from then on)
+        self._initial_centers = None if initial_centers is None else np.asarray(
+            initial_centers, "float32")
+        if self._initial_centers is not None and (
+                self._initial_centers.ndim != 2 or self._initial_centers.shape[1] != self.num_classes):
+            raise ValueError(f"{self.name}: initial_centers must be (embedding_dim, "
+                             f"{self.num_classes}), got shape {self._initial_centers.shape}")
         self.centers = None
 
     def build(self, input_shape):
@@ -38,6 +47,13 @@ class MarginHead(keras.layers.Layer):
         self.centers = self.add_weight(
             shape=(embedding_shape[-1], self.num_classes), initializer=self.center_initializer,
             trainable=True, name="centers")
+        if self._initial_centers is not None:
+            if self._initial_centers.shape[0] != embedding_shape[-1]:
+                raise ValueError(f"{self.name}: initial_centers are "
+                                 f"{self._initial_centers.shape[0]}-d, the embeddings "
+                                 f"{embedding_shape[-1]}-d")
+            self.centers.assign(self._initial_centers)
+            self._initial_centers = None
 
     def call(self, inputs):
         return self.logits_from_cosines(margins.cosine_logits(inputs[0], self.centers), inputs)

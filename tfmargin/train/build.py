@@ -116,6 +116,7 @@ def build_student(config, signal=None, num_classes=None):
     with precision(config.precision):
         backbone = _backbone(config)
         head = make_head(config, num_classes, centers)
-        model = classifier(backbone, head, teacher_dim if config.needs_teacher else None)
+        model = classifier(backbone, head,
+                           teacher_dim if config.reads_teacher_embeddings else None)
         compile_classifier(model, head, config)
     return Built(model, backbone, head)

@@ -112,7 +112,13 @@ class TrainConfig:
 
     @property
     def needs_teacher(self):
-        """Whether the run reads a teacher signal (every student method but the control)."""
+        """Whether the run needs a teacher signal (every student method but the control)."""
+        method = get_method(self.method)
+        return self.role == "student" and (method.reads_teacher or method.needs_centers)
+
+    @property
+    def reads_teacher_embeddings(self):
+        """Whether its batches carry the teacher's embeddings (the head's third input)."""
         return self.role == "student" and get_method(self.method).reads_teacher
 
     @property

@@ -70,7 +70,7 @@ def training_data(config, signal=None, *, input_context=None, start_step=0, num_
     holds, which counts and names the corrupt images the stream skips."""
     seed = config.seed if config.exact_resume or not start_step else config.seed + start_step
     skip = start_step * skip_per_step if config.exact_resume else 0
-    with_teacher = signal is not None and config.needs_teacher
+    with_teacher = signal is not None and config.reads_teacher_embeddings
     if is_npz(config.data):
         from tfmargin.data.feed import ArrayFeed
 

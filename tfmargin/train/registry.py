@@ -60,6 +60,22 @@ def _arcface(c, num_classes, centers, margin, alpha):
     return ArcFace(num_classes, scale=c.scale, margin=margin, name="head")
 
 
+def _arcdistill(c, num_classes, centers, margin, alpha):
+    # MarginDistillation without its per-sample margin: with m_max = m_min = m the margin
+    # (m_max - m_min) / D_max * cos_t + m_min is the constant m, exactly.
+    from tfmargin.heads import MarginDistillationHead
+
+    return MarginDistillationHead(centers, scale=c.scale, m_max=margin, m_min=margin,
+                                  name="head")
+
+
+def _arcface_init(c, num_classes, centers, margin, alpha):
+    from tfmargin.heads import ArcFace
+
+    return ArcFace(num_classes, scale=c.scale, margin=margin, initial_centers=centers,
+                   name="head")
+
+
 def _angular(c, num_classes, centers, margin, alpha):
     from tfmargin.heads import AngularDistillationHead
 
@@ -101,6 +117,10 @@ for _method in (
            needs_centers=True, has_margin=True),
     Method("arcface", "ArcFace (no teacher)", _arcface, reads_teacher=False,
            needs_centers=False, has_margin=True),
+    Method("arcdistill", "ArcDistill (teacher centers, constant margin)", _arcdistill,
+           reads_teacher=True, needs_centers=True, has_margin=True),
+    Method("arcface_init", "ArcFace from the teacher's centers", _arcface_init,
+           reads_teacher=False, needs_centers=True, has_margin=True),
     Method("angular", "Angular distillation", _angular, reads_teacher=True,
            needs_centers=False, has_margin=True, alpha=1.0),
     Method("triplet_l2", "Triplet distillation (L2)", _triplet("l2"), reads_teacher=True,
