@@ -6,6 +6,7 @@ artifact (Keras, SavedModel, TFLite, ONNX), plots and a training callback.
     emb = embed("student.tflite", images)                  # images: uint8 (2N, 112, 112, 3)
     result = verification_from_embeddings(emb, issame)     # insightface's 10 folds
     print(result.accuracy, result.accuracy_std, result.tar_at_far[1e-3])
+    pairs = pairwise_verification(embeddings, identities)  # every pair, TAR at FAR 1e-2..1e-4
 
 TensorFlow, Keras, LiteRT, onnxruntime and matplotlib are imported only when first needed, so
 `from tfmargin.evaluate import verification` stays cheap. (Functions that share their module's
@@ -20,6 +21,7 @@ from tfmargin.evaluate.artifacts import Embedder, load_embedder
 from tfmargin.evaluate.embed import embed
 from tfmargin.evaluate.identification import IdentificationResult, identification
 from tfmargin.evaluate.identification_set import load_identification_set, run_identification
+from tfmargin.evaluate.pairwise import PairwiseResult, pairwise_verification
 from tfmargin.evaluate.roc import default_fars, roc_curve, tar_at_far
 from tfmargin.evaluate.sets import evaluate_sets, format_table, load_sets
 from tfmargin.evaluate.verification import (VerificationResult, verification,
@@ -35,9 +37,10 @@ _LAZY = {
 }
 
 __all__ = [
-    "Embedder", "IdentificationResult", "Pairs", "VerificationResult", "default_fars", "embed",
-    "evaluate_sets", "format_table", "identification", "load_embedder",
-    "load_identification_set", "load_pair_images", "load_sets", "read_pairs", "roc_curve",
+    "Embedder", "IdentificationResult", "PairwiseResult", "Pairs", "VerificationResult",
+    "default_fars", "embed", "evaluate_sets", "format_table", "identification", "load_embedder",
+    "load_identification_set", "load_pair_images", "load_sets", "pairwise_verification",
+    "read_pairs", "roc_curve",
     "run_identification", "tar_at_far", "verification", "verification_from_embeddings",
     *_LAZY,
 ]
