@@ -52,7 +52,8 @@ def test_recipe_parses_and_validates(recipe):
                 "triplet_cos": {"m_max": 0.5, "m_min": 0.2, "images_per_identity": 4},
                 "arcface": {"margin": 0.5}, "embedding": {"distance": "cos"},
                 "arcdistill": {"margin": 0.5, "scale": 64.0},
-                "arcface_init": {"margin": 0.5, "scale": 64.0}}[method]
+                "arcface_init": {"margin": 0.5, "scale": 64.0},
+                "adadistill": {"margin": 0.5, "scale": 64.0}}[method]
     assert {k: getattr(config, k) for k in expected} == expected
 
 
@@ -71,8 +72,8 @@ def test_bad_flags_fail_in_one_line(capsys, tmp_path, synthetic, signal):
     base = [f"--data={synthetic}", f"--output_dir={tmp_path / 'run'}"]
     rc, err = _run(capsys, "--method=distill", *base)
     assert rc == 2 and err == ("error: --method: 'distill' is not one of margin_distillation, "
-                               "arcface, arcdistill, arcface_init, angular, triplet_l2, "
-                               "triplet_cos, margin_kd_t, hinton_kd, embedding")
+                               "arcface, arcdistill, arcface_init, adadistill, angular, "
+                               "triplet_l2, triplet_cos, margin_kd_t, hinton_kd, embedding")
     rc, err = _run(capsys, "--method=margin_distillation", f"--data={tmp_path}/none.rec",
                    f"--teacher_signal={signal.directory}")
     assert rc == 2 and err == f"error: --data: {tmp_path}/none.rec does not exist"

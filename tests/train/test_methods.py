@@ -15,7 +15,8 @@ HEAD_TYPES = {"margin_distillation": heads.MarginDistillationHead, "arcface": he
               "angular": heads.AngularDistillationHead, "triplet_l2": heads.TripletDistillationHead,
               "triplet_cos": heads.TripletDistillationHead, "margin_kd_t": heads.MarginKDHead,
               "hinton_kd": heads.HintonKDHead, "embedding": heads.EmbeddingDistillationHead,
-              "arcdistill": heads.MarginDistillationHead, "arcface_init": heads.MarginHead}
+              "arcdistill": heads.MarginDistillationHead, "arcface_init": heads.MarginHead,
+              "adadistill": heads.AdaDistillHead}
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -73,6 +73,8 @@ class SoftmaxWarmup(keras.layers.Layer):
         return ops.clip((after + 1.0) / float(self.ramp_steps), 0.0, 1.0)
 
     def call(self, inputs, training=None):
+        if training and hasattr(self.head, "update_centers"):
+            self.head.update_centers(inputs)  # centers that move with the data (AdaDistill)
         cos = margins.cosine_logits(inputs[0], self.head.centers)
         out = self.head.logits_from_cosines(cos, inputs, self.margin_fraction())
         if training:

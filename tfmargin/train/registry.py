@@ -76,6 +76,12 @@ def _arcface_init(c, num_classes, centers, margin, alpha):
                    name="head")
 
 
+def _adadistill(c, num_classes, centers, margin, alpha):
+    from tfmargin.heads import AdaDistillHead
+
+    return AdaDistillHead(num_classes, scale=c.scale, margin=margin, name="head")
+
+
 def _angular(c, num_classes, centers, margin, alpha):
     from tfmargin.heads import AngularDistillationHead
 
@@ -121,6 +127,8 @@ for _method in (
            reads_teacher=True, needs_centers=True, has_margin=True),
     Method("arcface_init", "ArcFace from the teacher's centers", _arcface_init,
            reads_teacher=False, needs_centers=True, has_margin=True),
+    Method("adadistill", "AdaDistill (AdaArcDistill)", _adadistill, reads_teacher=True,
+           needs_centers=False, has_margin=True),
     Method("angular", "Angular distillation", _angular, reads_teacher=True,
            needs_centers=False, has_margin=True, alpha=1.0),
     Method("triplet_l2", "Triplet distillation (L2)", _triplet("l2"), reads_teacher=True,
