@@ -89,10 +89,16 @@ def test_kd_heads(cls, margin, rng):
     z_s, added = _added_loss(head, [student, labels, teacher])
     plain_s = 16.0 * ref.unit(student, 1) @ ref.unit(own, 0)
     plain_t = 16.0 * ref.unit(teacher, 1) @ ref.unit(centers, 0)
-    hard = ref.cross_entropy(ref.margin_logits(student, own, labels, 16.0, m2=margin), labels)
-    expect = 0.05 * hard + 0.95 * ref.kl_kd(plain_t, plain_s, 4.0)
+    z_s_m = ref.margin_logits(student, own, labels, 16.0, m2=margin)
+    z_t_m = ref.margin_logits(teacher, centers, labels, 16.0, m2=margin)
+    hard = ref.cross_entropy(z_s_m, labels)
+    # margin-based KD: the margin sits in the target logit of both sides of the soft term
+    expect = 0.05 * hard + 0.95 * ref.kl_kd(z_t_m, z_s_m, 4.0)
     np.testing.assert_allclose(_np(z_s), plain_s, atol=1e-4)
     assert added == pytest.approx(expect, rel=1e-4)
+    if margin:  # and that is not Hinton KD's soft term
+        hinton = 0.05 * hard + 0.95 * ref.kl_kd(plain_t, plain_s, 4.0)
+        assert abs(expect - hinton) > 1e-3 * abs(hinton)
 
 
 @pytest.mark.parametrize("kind", ["l2", "cos"])
