@@ -105,3 +105,16 @@ def test_demo_teacher_recipe_is_the_shipped_teachers():
     centers = teacher_centers(os.path.join(ROOT, "savedmodels", "demo_teacher", "classifier.keras"))
     assert centers.shape == (512, 210)  # 70 % of the demo's 300 identities
     np.testing.assert_allclose(np.linalg.norm(centers.astype(np.float64), axis=0), 1.0, atol=1e-5)
+
+
+def test_the_capacity_experiment_uses_the_demo_teachers_recipe():
+    """flags/teacher_iresnet18_synthetic.cfg differs from the demo teacher's recipe only in
+    the network, the data and where it writes: the comparison it is for needs one recipe."""
+    def fields(name):
+        return validate(_parse(f"--flagfile={os.path.join(ROOT, 'flags', name)}"),
+                        check_files=False).to_dict()
+
+    demo, big = fields("demo_teacher.cfg"), fields("teacher_iresnet18_synthetic.cfg")
+    differ = {k for k in demo if demo[k] != big[k]}
+    assert differ == {"backbone", "data", "val_bin", "output_dir"}
+    assert (big["backbone"], big["data"]) == ("iresnet18", "data/large/train.rec")
