@@ -11,7 +11,7 @@ export PYTHONUNBUFFERED := 1
 # The quick tier: the unit tests of the library's modules (not the CLIs, the export chain,
 # the examples or the benchmarks), without the tests marked `slow`.
 FAST_TEST_PATHS := tests/heads tests/margins tests/models tests/data tests/datasets tests/train \
-	tests/distill tests/evaluate tests/test_pixels.py tests/test_atomic.py
+	tests/distill tests/evaluate tests/test_pixels.py tests/test_atomic.py tests/test_old_paths.py
 # Test files whose tests run under both Keras backends (marked `backends`).
 JAX_TEST_PATHS := tests/heads tests/margins tests/models tests/train tests/distill tests/evaluate/test_callback.py
 

@@ -136,18 +136,19 @@ def test_check_output(tmp_path):
 
 
 QUIET = """
-import sys, warnings
+import os, sys, warnings
 from tfmargin.cli.quiet import filter_native_stderr
 assert filter_native_stderr()
 import tensorflow as tf
 tf.constant(1.0) + 1.0  # initialises the devices: cuda / cuInit lines where there is no GPU
+os.write(2, b"E0000 00:00:1.5 alloc.cc:1] a real native error\\n")
 print("ours", file=sys.stderr)
 warnings.warn("theirs")
 raise SystemExit(3)
 """
 
 
-def test_tensorflow_native_lines_are_filtered_and_nothing_else():
+def test_tensorflow_startup_lines_are_filtered_and_nothing_else():
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL",
                                                          "TFMARGIN_TF_LOGS")}
     env["PYTHONPATH"] = ROOT
@@ -155,10 +156,22 @@ def test_tensorflow_native_lines_are_filtered_and_nothing_else():
                            env=env, timeout=120)
     assert quiet.returncode == 3
     lines = quiet.stderr.splitlines()
-    assert len(lines) == 2 and lines[0] == "ours" and lines[1].endswith("UserWarning: theirs")
-    assert not re.search(r"^[IWE]0000 00:00:|InitializeLog", quiet.stderr, re.M)
+    assert lines[:2] == ["E0000 00:00:1.5 alloc.cc:1] a real native error", "ours"], lines
+    assert len(lines) == 3 and lines[2].endswith("UserWarning: theirs"), lines
     # the same script with the filter turned off shows what it removes (on this machine)
     env["TFMARGIN_TF_LOGS"] = "1"
     loud = subprocess.run([sys.executable, "-c", QUIET.replace("assert filter", "filter")],
                           capture_output=True, text=True, env=env, timeout=120)
     assert "ours" in loud.stderr and "UserWarning: theirs" in loud.stderr
+
+
+def test_a_crash_still_gets_its_last_words_out():
+    code = ("import os\n"
+            "from tfmargin.cli.quiet import filter_native_stderr\n"
+            "assert filter_native_stderr()\n"
+            "os.write(2, b'F0000 00:00:1.0 check.cc:1] Check failed: why\\n')\n"
+            "os.abort()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=ROOT), timeout=60)
+    assert proc.returncode != 0
+    assert "Check failed: why" in proc.stderr

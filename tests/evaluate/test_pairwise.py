@@ -56,3 +56,15 @@ def test_needs_genuine_and_impostor_pairs():
         pairwise_verification(np.eye(3), [0, 1, 2])
     with pytest.raises(ValueError, match="FARs must be in"):
         pairwise_verification(np.eye(4), [0, 0, 1, 1], fars=(2.0,))
+
+
+def test_far_rounding_follows_tar_at_far(rng):
+    # two identities x 100 images: exactly 10,000 impostor pairs, where 3e-4 * 10,000 rounds
+    # to 2.9999999999999996 but 3 false accepts are 3e-4 exactly
+    emb, labels = clustered(rng, 2, 100, 8, 3.0)
+    fars = (3e-4, 7e-4, 1e-3)
+    got = pairwise_verification(emb, labels, fars)
+    want, _, _ = brute_force(emb, labels, fars)
+    assert got.impostor_pairs == 10_000
+    assert got.tar_at_far == pytest.approx(want, abs=1e-12)
+    assert got.false_accepts[3e-4] == 3  # continuous scores: no tie, all 3 allowed are used

@@ -81,3 +81,11 @@ def test_config_errors_name_the_field(tiny_config, signal):
         check_classes(tiny_config, small)
     with pytest.raises(ConfigError, match=r"^num_classes: 5, but the data"):
         check_classes(tiny_config.replace(method="arcface", num_classes=5), None)
+
+
+def test_adadistill_refuses_replicas():
+    """Its centers update inside the step: per-replica copies would drift apart."""
+    config = TrainConfig(method="adadistill", strategy="mirrored", data="d", teacher_signal="s")
+    with pytest.raises(ConfigError, match="^strategy: method adadistill updates its class"):
+        validate(config, check_files=False)
+    validate(config.replace(strategy="default"), check_files=False)

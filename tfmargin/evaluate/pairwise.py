@@ -5,11 +5,12 @@ impostors. With N images there are N (N - 1) / 2 pairs (3,000 images: 4.5 M impo
 so FAR = 1e-4 rests on hundreds of false accepts instead of a handful, unlike the 3,000
 impostor pairs of a 10-fold .bin.
 
-The operating points are `tfmargin.evaluate.tar_at_far`'s exactly (a pair is accepted when its
-cosine is >= the threshold; equal scores are never split; the highest TAR whose FAR is <= the
-one asked for), computed without holding the impostor scores: with k = floor(far * impostors),
-the threshold must reject the (k + 1)-th highest impostor score and everything tied with it,
-so only the top max_k + 1 impostor scores are kept while the score matrix is streamed in row
+The operating points are `tfmargin.evaluate.tar_at_far`'s exactly (equal scores are never
+split; the highest TAR whose FAR is <= the one asked for), computed without holding the
+impostor scores: with k the largest count of false accepts that FAR allows, the operating point
+must reject the (k + 1)-th highest impostor score and everything tied with it; `thresholds`
+holds that score, and a pair is accepted when its cosine is strictly greater than it. So
+only the top max_k + 1 impostor scores are kept while the score matrix is streamed in row
 blocks. Memory: the genuine scores, the kept impostor scores and one block of
 `block_elements` cosines.
 """
@@ -43,6 +44,17 @@ def _keep_top(kept, scores, k):
     return np.partition(both, both.size - k)[-k:]
 
 
+def _allowed(far, impostors):
+    """The most false accepts k with k / impostors <= far, computed as tar_at_far compares
+    (far * impostors can round below an integer that k / impostors does not exceed)."""
+    k = int(np.floor(far * impostors))
+    while k < impostors and (k + 1) / impostors <= far:
+        k += 1
+    while k > 0 and k / impostors > far:
+        k -= 1
+    return k
+
+
 def pairwise_verification(embeddings, labels, fars=(1e-2, 1e-3, 1e-4), block_elements=1 << 24):
     """TAR at each FAR over every genuine and impostor pair of `embeddings` (N, D) with
     identity `labels` (N,). Embeddings are L2-normalised here; scores are cosines (float64)."""
@@ -60,7 +72,7 @@ def pairwise_verification(embeddings, labels, fars=(1e-2, 1e-3, 1e-4), block_ele
     if genuine_pairs == 0 or impostor_pairs == 0:
         raise ValueError("pairwise_verification: need two images of one identity and two "
                          f"identities; got {n} images of {len(counts)} identities")
-    ks = {f: int(np.floor(f * impostor_pairs)) for f in fars}
+    ks = {f: _allowed(f, impostor_pairs) for f in fars}
     keep = min(max(ks.values()) + 1, impostor_pairs)
 
     genuine = []

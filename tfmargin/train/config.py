@@ -164,6 +164,9 @@ def validate(c: TrainConfig, *, check_files=True) -> TrainConfig:
     _one_of(c, "lr_schedule", SCHEDULES)
     _one_of(c, "precision", PRECISIONS)
     _one_of(c, "strategy", STRATEGIES)
+    if c.role == "student" and c.strategy != "default" and not get_method(c.method).replicas:
+        _fail("strategy", f"method {c.method} updates its class centers inside the step and "
+              "runs on one device only: use --strategy=default")
     _one_of(c, "distance", DISTANCES)
     _one_of(c, "weight_decay_mode", WEIGHT_DECAY_MODES)
     parse_scale(c.scale)

@@ -22,6 +22,7 @@ class Method:
     identity_batches: bool = False   # P x K batches (K images of each of P identities)
     alpha: float | None = None       # default weight of its distillation term
     alpha_max: float | None = None   # upper bound of alpha (KD mixes: 1)
+    replicas: bool = True            # trains under tf.distribute (mirrored, multi-worker)
 
 
 METHODS = {}
@@ -127,8 +128,10 @@ for _method in (
            reads_teacher=True, needs_centers=True, has_margin=True),
     Method("arcface_init", "ArcFace from the teacher's centers", _arcface_init,
            reads_teacher=False, needs_centers=True, has_margin=True),
+    # AdaDistill's centers change inside the step: each replica would update its own copy from
+    # its own share of the batch, so it runs on one device until the update is all-gathered.
     Method("adadistill", "AdaDistill (AdaArcDistill)", _adadistill, reads_teacher=True,
-           needs_centers=False, has_margin=True),
+           needs_centers=False, has_margin=True, replicas=False),
     Method("angular", "Angular distillation", _angular, reads_teacher=True,
            needs_centers=False, has_margin=True, alpha=1.0),
     Method("triplet_l2", "Triplet distillation (L2)", _triplet("l2"), reads_teacher=True,
