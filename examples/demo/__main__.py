@@ -113,7 +113,7 @@ def main(argv):
         raise app.UsageError(str(e)) from None
     import os
 
-    from tfmargin import demo
+    from examples.demo import pipeline as demo
 
     results = demo.run(config)
     print()

@@ -119,6 +119,34 @@ def test_cli_flags_fail_in_one_line_before_work(flag, message, tmp_path):
     assert not os.path.exists(tmp_path / "d") and not os.path.exists(tmp_path / "o")
 
 
+RUN_MAIN = """
+import runpy, sys
+from tests.train import tiny
+tiny.register()
+sys.argv = ["demo", *sys.argv[1:]]
+runpy.run_module("examples.demo", run_name="__main__")
+"""
+
+
+@pytest.mark.slow
+def test_the_command_runs_to_the_table(tmp_path):
+    """`python -m examples.demo` end to end at toy size (tiny backbones registered first):
+    the table printed, the files it names written."""
+    args = [f"--output={tmp_path}/o", f"--data={tmp_path}/d", "--identities=12",
+            "--images_per_identity=4", "--teacher=train", f"--teacher_backbone={tiny.NAME}",
+            "--teacher_steps=4", "--teacher_batch_size=8", "--teacher_softmax_warmup_steps=1",
+            "--teacher_margin_ramp_steps=2", f"--student_backbone={tiny.NAME}", "--batch_size=8",
+            "--steps=4", "--steps_per_epoch=2", "--lr_warmup_steps=1", "--softmax_warmup_steps=1",
+            "--margin_ramp_steps=2", "--noexport_int8"]
+    proc = subprocess.run([sys.executable, "-c", RUN_MAIN, *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "margin_distillation" in proc.stdout and "arcface" in proc.stdout
+    assert f"written: {tmp_path}/o/results.md" in proc.stdout
+    assert os.path.exists(tmp_path / "o" / "results.json")
+
+
 @pytest.mark.parametrize("flagfile", ["demo.cfg", "bench_synthetic.cfg"])
 def test_demo_flagfiles_parse(flagfile, tmp_path):
     """Every flag in the recipe is known (absl refuses unknown ones) and validation runs up to
