@@ -123,11 +123,15 @@ def _train_one(name, data_dir, num_classes, steps, seconds, batch_size, learning
 
     keras.utils.set_random_seed(seed)
     backbone = build_backbone(name, embedding_size=512, name="backbone")
-    # SGD with momentum 0.9 and Keras' (decoupled) weight decay 5e-4 over a cosine schedule
-    # with a 10 % linear warm-up, through the library's one classifier builder.
-    total = steps or 10**9
-    recipe = TrainConfig(role="teacher", lr=learning_rate, lr_schedule="cosine", steps=total,
-                         lr_warmup_steps=max(1, total // 10), weight_decay_mode="decoupled")
+    # SGD with momentum 0.9 and Keras' (decoupled) weight decay 5e-4, through the library's
+    # one classifier builder: a cosine schedule with a 10 % linear warm-up over `steps`, or a
+    # constant rate when only a time budget is given.
+    if steps:
+        recipe = TrainConfig(role="teacher", lr=learning_rate, lr_schedule="cosine", steps=steps,
+                             lr_warmup_steps=max(1, steps // 10), weight_decay_mode="decoupled")
+    else:
+        recipe = TrainConfig(role="teacher", lr=learning_rate, lr_schedule="piecewise",
+                             lr_steps=(), weight_decay_mode="decoupled")
     model = compiled_classifier(backbone, ArcFace(num_classes, scale=scale, margin=margin,
                                                   name="arcface"), recipe)
     steps_per_epoch = max(1, min(steps or 10**9, 100))

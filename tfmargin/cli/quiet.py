@@ -67,13 +67,6 @@ while True:
 _state = {}
 
 
-def stderr_is_terminal():
-    """Whether the user's stderr is a terminal (fd 2 itself is a pipe while filtered)."""
-    if "tty" in _state:
-        return _state["tty"]
-    return sys.stderr.isatty() if hasattr(sys.stderr, "isatty") else False
-
-
 def filter_native_stderr():
     """Filter fd 2 for the rest of the process (idempotent); returns whether it is on."""
     if os.environ.get("TFMARGIN_TF_LOGS") or _state:
@@ -87,7 +80,7 @@ def filter_native_stderr():
         os.dup2(proc.stdin.fileno(), 2)
     except (OSError, ValueError):  # no usable fd 2 (an embedding host): leave it alone
         return False
-    _state.update(tty=tty, real=real, proc=proc)
+    _state.update(real=real, proc=proc)
     os.environ["TFMARGIN_STDERR_TTY"] = "1" if tty else "0"  # for the progress bars
 
     def restore():

@@ -62,5 +62,5 @@ def _op_determinism_state():
     try:
         from tensorflow.python.framework import config as tf_config
         return tf_config.is_op_determinism_enabled(), tf_config.disable_op_determinism
-    except (ImportError, AttributeError):  # pragma: no cover - exercised by a test's monkeypatch
+    except (ImportError, AttributeError):  # another TensorFlow (tested by monkeypatch)
         return False, None

@@ -55,10 +55,14 @@ def _md(c, num_classes, centers, margin, alpha):
                                   d_max=d_max, clip=c.clip_margin, name="head")
 
 
-def _arcface(c, num_classes, centers, margin, alpha):
-    from tfmargin.heads import ArcFace
+def _arcface(from_teacher):
+    # the control (its own random centers) or arcface_init (starting at the teacher's)
+    def build(c, num_classes, centers, margin, alpha):
+        from tfmargin.heads import ArcFace
 
-    return ArcFace(num_classes, scale=c.scale, margin=margin, name="head")
+        return ArcFace(num_classes, scale=c.scale, margin=margin, name="head",
+                       initial_centers=centers if from_teacher else None)
+    return build
 
 
 def _arcdistill(c, num_classes, centers, margin, alpha):
@@ -68,13 +72,6 @@ def _arcdistill(c, num_classes, centers, margin, alpha):
 
     return MarginDistillationHead(centers, scale=c.scale, m_max=margin, m_min=margin,
                                   name="head")
-
-
-def _arcface_init(c, num_classes, centers, margin, alpha):
-    from tfmargin.heads import ArcFace
-
-    return ArcFace(num_classes, scale=c.scale, margin=margin, initial_centers=centers,
-                   name="head")
 
 
 def _adadistill(c, num_classes, centers, margin, alpha):
@@ -122,11 +119,11 @@ def _embedding(c, num_classes, centers, margin, alpha):
 for _method in (
     Method("margin_distillation", "MarginDistillation", _md, reads_teacher=True,
            needs_centers=True, has_margin=True),
-    Method("arcface", "ArcFace (no teacher)", _arcface, reads_teacher=False,
+    Method("arcface", "ArcFace (no teacher)", _arcface(False), reads_teacher=False,
            needs_centers=False, has_margin=True),
     Method("arcdistill", "ArcDistill (teacher centers, constant margin)", _arcdistill,
            reads_teacher=True, needs_centers=True, has_margin=True),
-    Method("arcface_init", "ArcFace from the teacher's centers", _arcface_init,
+    Method("arcface_init", "ArcFace from the teacher's centers", _arcface(True),
            reads_teacher=False, needs_centers=True, has_margin=True),
     # AdaDistill's centers change inside the step: each replica would update its own copy from
     # its own share of the batch, so it runs on one device until the update is all-gathered.

@@ -175,7 +175,7 @@ def write_dataset(output_dir, identities, images_per_identity, seed=0,
       seed: the same seed, sizes and difficulty give the same bytes, whatever `workers`.
       difficulty: a Difficulty, 'easy' | 'medium' | 'hard', or 'NUISANCE,LIKENESS'.
       workers: generator processes (default: the CPUs this process may use).
-      log: optional callable(str) for messages.
+      log: accepted for older callers and unused: progress now goes through the bar.
       progress: show a progress bar (identities rendered) on stderr.
 
     Returns a summary dict (also written to output_dir/synthetic.json).
@@ -197,7 +197,6 @@ def write_dataset(output_dir, identities, images_per_identity, seed=0,
     workers = workers or available_cpus()
     output_dir = os.fspath(output_dir)
     os.makedirs(output_dir, exist_ok=True)
-    log = log or (lambda message: None)
     start = time.perf_counter()
 
     held_out = {}  # identity index -> [JPEG bytes]
