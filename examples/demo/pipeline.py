@@ -51,7 +51,7 @@ class DemoConfig:
     teacher_softmax_warmup_steps: int = 150
     teacher_margin_ramp_steps: int = 450
     # students: same backbone, batches, schedule and budget for every method
-    methods: tuple = ("margin_distillation", "arcface")
+    methods: tuple = ("margin_distillation", "arcdistill", "arcface")
     student_backbone: str = "mobilefacenet"
     seeds: tuple = (0,)
     batch_size: int = 32
@@ -137,22 +137,12 @@ def ensure_teacher(config, log=print):
 
 def ensure_signal(config, teacher_path, log=print):
     """The teacher signal for config.data_dir, re-extracted unless a matching one is there."""
-    from tfmargin.train import (TeacherSignalError, extract_teacher_signal,
-                                load_teacher_signal)
+    from tfmargin.distill import ensure_teacher_signal
 
-    rec = os.path.join(config.data_dir, "train.rec")
-    directory = os.path.join(config.output_dir, "teacher_signal")
-    if os.path.exists(os.path.join(directory, "manifest.json")):
-        try:
-            signal = load_teacher_signal(directory, dataset=rec, teacher=teacher_path)
-            log(f"[demo] teacher signal: reusing {directory}")
-            return signal
-        except (TeacherSignalError, OSError) as e:
-            log(f"[demo] teacher signal: re-extracting ({e})")
-            shutil.rmtree(directory)
-    log(f"[demo] teacher signal: embedding {rec} with {teacher_path}")
-    return extract_teacher_signal(teacher_path, rec, directory, shuffle=True,
-                                  seed=config.data_seed, progress=False, log=log)
+    return ensure_teacher_signal(
+        teacher_path, os.path.join(config.data_dir, "train.rec"),
+        os.path.join(config.output_dir, "teacher_signal"), seed=config.data_seed,
+        log=lambda message: log(f"[demo] {message}"))
 
 
 def train_students(config, signal, log=print):

@@ -14,7 +14,7 @@ from tfmargin.cli import common
 from tfmargin.errors import TfmarginError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CLIS = ("prepare", "train", "teacher", "evaluate", "export", "demo", "bench",
+CLIS = ("prepare", "train", "teacher", "evaluate", "export", "compare", "demo", "bench",
         "calibrate_synthetic")
 MODULES = {cli: f"tfmargin.cli.{cli}" for cli in CLIS}
 MODULES.update(demo="examples.demo", bench="benchmarks.run",
@@ -38,6 +38,10 @@ CASES = {
     "export": (["--model=MODEL"],
                "--output", ["--model=MODEL", "--output=F/sub", "--formats=tflite_fp32",
                             "--latency_runs=0", "--noreport"]),
+    "compare": (["--arms=arcdistill", "--teacher=MODEL", "--data=DATA", "--test_bin=DATA",
+                 "--identification=DATA"],
+                "--output_dir", ["--teacher=MODEL", "--data=DATA", "--test_bin=DATA",
+                                 "--identification=DATA", "--output_dir=F/out"]),
     "demo": (["--methods=arcface,nope", "--output=D/o", "--data=D/d"],
              "--output", ["--output=F/o", "--data=D/d", "--teacher=MODEL", "--identities=2",
                           "--images_per_identity=2", "--steps=1", "--steps_per_epoch=1"]),

@@ -114,3 +114,30 @@ def check_output(flag, path, kind="file"):
                              "directory")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise app.UsageError(f"--{flag}: cannot write {path}: {parent} is not writable")
+
+
+def define_dataclass_flags(cls, helps, flag_values=flags.FLAGS, *, skipped=(), strings=(),
+                           floats=()):
+    """One flag per field of the dataclass `cls`, named after it, with its default and
+    helps[name]. Tuples become list flags; `strings` are string flags whatever their default
+    (a number or "auto"), `floats` are float flags whose default may be None."""
+    import dataclasses
+
+    defaults = cls()
+    for field in dataclasses.fields(cls):
+        name = field.name
+        if name in skipped:
+            continue
+        default, help_ = getattr(defaults, name), helps[name]
+        if name in strings:
+            flags.DEFINE_string(name, str(default), help_, flag_values=flag_values)
+        elif isinstance(default, bool):
+            flags.DEFINE_bool(name, default, help_, flag_values=flag_values)
+        elif isinstance(default, tuple):
+            flags.DEFINE_list(name, [str(v) for v in default], help_, flag_values=flag_values)
+        elif isinstance(default, int):
+            flags.DEFINE_integer(name, default, help_, flag_values=flag_values)
+        elif isinstance(default, float) or name in floats:
+            flags.DEFINE_float(name, default, help_, flag_values=flag_values)
+        else:
+            flags.DEFINE_string(name, default, help_, flag_values=flag_values)

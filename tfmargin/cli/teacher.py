@@ -6,7 +6,9 @@ image, as TFRecord shards with a manifest (tfmargin.distill).
         [--centers=centers.npy] [--shuffle --seed=0]
 
 --teacher is the trained classifier (.keras, backbone + MarginHead) or its embedding backbone
-(then --centers is required). --data is a .rec (with its .idx), a directory holding train.rec,
+(then --centers is required). --centers=class_means takes each class's mean teacher embedding
+instead of a head: any teacher then works on data of identities it never saw (AdaDistill needs
+nothing else). --data is a .rec (with its .idx), a directory holding train.rec,
 or identity folders. --flip also stores the embeddings of the mirrored images, so that students
 may train with flip augmentation. Every flag is checked before any image is read; a failure is
 one line naming the flag. Ends with a one-line summary (images, classes, shards, seconds).
@@ -31,7 +33,8 @@ flags.DEFINE_bool("flip", False, "Also store the embeddings of the horizontally 
 flags.DEFINE_integer("batch_size", 128, "Images per teacher call (x2 with --flip).")
 flags.DEFINE_integer("shards", None, "Number of TFRecord shards (default: about 200 MB each).")
 flags.DEFINE_string("centers", None, "Optional (D, C) .npy of class centers, instead of the "
-                    "teacher head's.")
+                    "teacher head's; or class_means: each class's mean teacher embedding (a "
+                    "teacher that never saw these identities, e.g. for --method=adadistill).")
 flags.DEFINE_bool("shuffle", False, "Write the records in a seeded random order (recommended "
                   "for identity-sorted .rec files such as MS1M) instead of the dataset's.")
 flags.DEFINE_integer("seed", 0, "Seed of --shuffle.")
@@ -61,7 +64,7 @@ def check_flags():
         raise FlagError("batch_size", f"must be >= 1, got {FLAGS.batch_size}")
     if FLAGS.shards is not None and FLAGS.shards < 1:
         raise FlagError("shards", f"must be >= 1, got {FLAGS.shards}")
-    if FLAGS.centers is not None and not os.path.isfile(FLAGS.centers):
+    if FLAGS.centers not in (None, "class_means") and not os.path.isfile(FLAGS.centers):
         raise FlagError("centers", f"{FLAGS.centers}: no such file")
 
 

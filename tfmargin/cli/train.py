@@ -81,24 +81,8 @@ SKIPPED = {"backbone_kwargs"}  # dicts are for notebooks
 
 def define_flags(flag_values=flags.FLAGS):
     """Define one flag per TrainConfig field on `flag_values`."""
-    defaults = TrainConfig()
-    for field in dataclasses.fields(TrainConfig):
-        name = field.name
-        if name in SKIPPED:
-            continue
-        default, help_ = getattr(defaults, name), HELP[name]
-        if name == "scale":  # a number or "auto"
-            flags.DEFINE_string(name, str(default), help_, flag_values=flag_values)
-        elif isinstance(default, bool):
-            flags.DEFINE_bool(name, default, help_, flag_values=flag_values)
-        elif isinstance(default, tuple):
-            flags.DEFINE_list(name, [str(v) for v in default], help_, flag_values=flag_values)
-        elif isinstance(default, int):
-            flags.DEFINE_integer(name, default, help_, flag_values=flag_values)
-        elif isinstance(default, float) or name in ("margin", "alpha"):
-            flags.DEFINE_float(name, default, help_, flag_values=flag_values)
-        else:
-            flags.DEFINE_string(name, default, help_, flag_values=flag_values)
+    common.define_dataclass_flags(TrainConfig, HELP, flag_values, skipped=SKIPPED,
+                                  strings=("scale",), floats=("margin", "alpha"))
 
 
 def config_from_flags(flag_values=flags.FLAGS):

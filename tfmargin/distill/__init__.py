@@ -6,16 +6,19 @@
 
 format.py (the files, TeacherSignal, TeacherSignalError), checksums.py (what ties a signal to
 its teacher and data), teacher.py (backbone and centers of a teacher), reader.py (the images in
-order), extract.py (writing), load.py (reading and checking). The students' heads that use it
+order), extract.py (writing), load.py (reading and checking), margins.py (what
+MarginDistillation's margins come to on it). The students' heads that use it
 are in tfmargin.heads; the training loop in tfmargin.train.
 """
 
 from tfmargin.distill.checksums import dataset_fingerprint, sha256_file, weights_sha256
 from tfmargin.distill.extract import extract_teacher_signal
 from tfmargin.distill.format import CENTERS, FORMAT, MANIFEST, TeacherSignal, TeacherSignalError
-from tfmargin.distill.load import load_teacher_signal
+from tfmargin.distill.load import ensure_teacher_signal, load_teacher_signal
+from tfmargin.distill.margins import mean_teacher_margin
 from tfmargin.distill.teacher import find_backbone, teacher_centers
 
 __all__ = ["CENTERS", "FORMAT", "MANIFEST", "TeacherSignal", "TeacherSignalError",
-           "dataset_fingerprint", "extract_teacher_signal", "find_backbone",
-           "load_teacher_signal", "sha256_file", "teacher_centers", "weights_sha256"]
+           "dataset_fingerprint", "ensure_teacher_signal", "extract_teacher_signal", "find_backbone",
+           "load_teacher_signal", "mean_teacher_margin", "sha256_file", "teacher_centers",
+           "weights_sha256"]

@@ -16,6 +16,7 @@ from tfmargin.distill.reader import check_labels, diagnose, image_batches, open_
 from tfmargin.distill.teacher import Teacher, resolve_centers
 
 SHARD_BYTES = 200 * MIB  # default shard size: the range TensorFlow's guide recommends
+CLASS_MEANS = "class_means"  # centers= value: each class's mean teacher embedding
 
 
 def _check_output(output_dir, source_path):
@@ -40,6 +41,14 @@ def _default_shards(fingerprint, num_images, dim, flip):
     return max(1, min(num_images, math.ceil(total / SHARD_BYTES)))
 
 
+def _class_means(sums, where):
+    empty = np.flatnonzero(~np.any(sums, axis=1))
+    if empty.size:
+        raise TeacherSignalError(f"{where}: class {int(empty[0])} has no images; class_means "
+                                 "needs an image of every class", "source")
+    return (sums / np.linalg.norm(sums, axis=1, keepdims=True)).T.astype(np.float32)
+
+
 def extract_teacher_signal(teacher, source, output_dir, *, centers=None, flip=False,
                            batch_size=128, shards=None, teacher_path=None, log=print,
                            progress=True, shuffle=False, seed=0):
@@ -51,7 +60,10 @@ def extract_teacher_signal(teacher, source, output_dir, *, centers=None, flip=Fa
     source: a .rec (insightface RecordIO with its .idx; or a directory holding train.rec) or
         identity folders.
     centers: (D, C) array or .npy path; default: the teacher classifier's head. Stored with
-        unit-norm columns.
+        unit-norm columns. "class_means": the normalised mean of the teacher's (normalised)
+        embeddings of each class of `source`, for a teacher that never saw these identities
+        (any embedding model, or a classifier of other classes): what AdaDistill needs, since
+        it builds its centers from the teacher's embeddings, not from its classifier.
     flip: also store the embeddings of the horizontally flipped images (`teacher_flip`).
     shards: number of TFRecord shards (default: about 200 MB each).
     teacher_path: the .keras file an in-memory teacher was loaded from (its sha256 goes into
@@ -74,21 +86,31 @@ def extract_teacher_signal(teacher, source, output_dir, *, centers=None, flip=Fa
         raise TeacherSignalError(f"batch_size must be >= 1, got {batch_size}", "batch_size")
     with about("teacher"):
         t = Teacher.resolve(teacher, teacher_path)
+    means = isinstance(centers, str) and centers == CLASS_MEANS
     with about("teacher" if centers is None else "centers"):
-        centers, centers_from = resolve_centers(centers, t)
-    dim, num_classes = centers.shape
+        if means:
+            centers, centers_from = None, "class means of the teacher's embeddings"
+        else:
+            centers, centers_from = resolve_centers(centers, t)
+    dim = t.embedding_size if means else centers.shape[0]
     if t.embedding_size != dim:
         raise TeacherSignalError(f"{t.where}: the teacher embeds into {t.embedding_size} "
                                  f"dimensions but the centers ({centers_from}) are {dim} x "
-                                 f"{num_classes}; they must agree", "centers")
+                                 f"{centers.shape[1]}; they must agree", "centers")
     with about("source"):
         src = open_source(source)
         n = len(src)
         if n == 0:
             raise TeacherSignalError(f"{src.path}: no images")
-        if src.num_classes is not None and src.num_classes != num_classes:
-            raise TeacherSignalError(f"{src.path}: the dataset has {src.num_classes} classes but "
-                                     f"the teacher's centers ({centers_from}) have {num_classes}")
+        if means:
+            num_classes = src.num_classes or int(check_labels(src, np.iinfo(np.int64).max)
+                                                 .max()) + 1
+        else:
+            num_classes = centers.shape[1]
+            if src.num_classes is not None and src.num_classes != num_classes:
+                raise TeacherSignalError(f"{src.path}: the dataset has {src.num_classes} "
+                                         f"classes but the teacher's centers ({centers_from}) "
+                                         f"have {num_classes}")
         check_labels(src, num_classes)
         fingerprint = dataset_fingerprint(source)
     with about("output_dir"):
@@ -110,6 +132,7 @@ def extract_teacher_signal(teacher, source, output_dir, *, centers=None, flip=Fa
         f"with {t.where}")
     norm_min, norm_max = math.inf, 0.0
     done = 0
+    sums = np.zeros((num_classes, dim)) if means else None
     # everything goes into output_dir.partial, renamed into place at the end
     with atomic_directory(output_dir, staging=output_dir + ".partial", create=True) as stage:
         with TFRecordShardWriter(stage, shards, num_classes=num_classes,
@@ -146,11 +169,16 @@ def extract_teacher_signal(teacher, source, output_dir, *, centers=None, flip=Fa
                 norm_min, norm_max = min(norm_min, norms.min()), max(norm_max, norms.max())
                 flipped = emb[b:] if flip else [None] * b
                 labels, data = labels.numpy(), data.numpy()
+                if means:  # unit embeddings, so that every image weighs the same
+                    np.add.at(sums, labels, emb[:b].astype(np.float64)
+                              / np.maximum(norms[:b, None], 1e-12))
                 for j in range(b):
                     writer.write(data[j], labels[j], src.key(order[done + j]), emb[j],
                                  flipped[j])
                 done += b
                 bar.update(b)
+        if means:
+            centers = _class_means(sums, src.path)
         np.save(os.path.join(stage, CENTERS), centers)
         manifest = {
             "format": FORMAT,

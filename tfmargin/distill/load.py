@@ -93,3 +93,24 @@ def load_teacher_signal(directory, *, dataset=None, teacher=None, verify=True):
         raise TeacherSignalError(f"{centers_path}: {centers.dtype} {centers.shape}, but the "
                                  f"manifest says float32 {tuple(shape)}")
     return make_signal(directory, manifest, centers)
+
+
+def ensure_teacher_signal(teacher, source, directory, *, shuffle=True, seed=0, log=print):
+    """The teacher signal of `teacher` (a .keras path) on `source` in `directory`: the one
+    there when it matches both (checked as load_teacher_signal does), else extracted anew
+    (shuffled: the order training wants) and written in its place."""
+    import shutil
+
+    from tfmargin.distill.extract import extract_teacher_signal
+
+    if os.path.exists(os.path.join(directory, MANIFEST)):
+        try:
+            signal = load_teacher_signal(directory, dataset=source, teacher=teacher)
+            log(f"teacher signal: reusing {directory}")
+            return signal
+        except (TeacherSignalError, OSError) as e:
+            log(f"teacher signal: re-extracting ({e})")
+            shutil.rmtree(directory)
+    log(f"teacher signal: embedding {source} with {teacher}")
+    return extract_teacher_signal(teacher, source, directory, shuffle=shuffle, seed=seed,
+                                  progress=False, log=log)

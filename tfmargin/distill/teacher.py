@@ -110,7 +110,8 @@ def resolve_centers(centers, teacher):
     if centers is None:
         if teacher.backbone is teacher.model:
             raise TeacherSignalError(f"{teacher.where}: an embedding model without a head; give "
-                                     "the class centers (centers=, --centers)")
+                                     "the class centers (centers=, --centers), or "
+                                     "centers='class_means' to build them from its embeddings")
         return teacher_centers(teacher.model), f"{teacher.where} head"
     if isinstance(centers, (str, os.PathLike)):
         path = os.fspath(centers)

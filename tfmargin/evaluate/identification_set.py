@@ -37,7 +37,8 @@ def _check(array, where):
 
 
 def load_identification_set(path):
-    """{'probe', 'probe_labels', 'gallery', 'gallery_labels', 'distractors'}: arrays, and for
+    """{'probe', 'probe_labels', 'gallery', 'gallery_labels', 'distractors',
+    'distractor_labels'}: arrays (distractor_labels: None unless an .npz holds them), and for
     distractors None, an array, or a list of memory-mapped arrays (one per file)."""
     path = os.fspath(path)
     if os.path.isdir(path):
@@ -56,6 +57,7 @@ def load_identification_set(path):
         files = sorted(glob.glob(os.path.join(path, "distractors", "*.npy")))
         out["distractors"] = [_check(np.load(f, mmap_mode="r", allow_pickle=False), f)
                               for f in files] or None
+        out["distractor_labels"] = None
         return out
     if not os.path.isfile(path):
         raise FileNotFoundError(f"identification set {path} does not exist")
@@ -68,6 +70,9 @@ def load_identification_set(path):
             raise ValueError(f"{path}: missing arrays {missing} (has {sorted(z.files)})")
         out = {k: z[k] for k in ("probe", "probe_labels", "gallery", "gallery_labels")}
         out["distractors"] = z["distractors"] if "distractors" in z.files else None
+        # optional: who the distractors are (the synthetic sets record it; all-pairs 1:1 uses it)
+        out["distractor_labels"] = (z["distractor_labels"] if "distractor_labels" in z.files
+                                    else None)
     for k in ("probe", "gallery", "distractors"):
         if out[k] is not None:
             _check(out[k], f"{path}:{k}")

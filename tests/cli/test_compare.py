@@ -1,0 +1,49 @@
+"""python -m tfmargin.cli.compare: the shipped recipe parses with the CLI's own flags, meets
+the benchmark's rules (>= 5 seeds, the arms the question needs, one recipe for all), and flags
+map onto CompareConfig."""
+
+import os
+
+import pytest
+from absl import flags
+
+from tfmargin.cli import compare as cli
+from tfmargin.compare import CONTROL, get_arm
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RECIPE = os.path.join(ROOT, "flags", "compare_synthetic.cfg")
+
+
+def _parse(*argv):
+    fv = flags.FlagValues()
+    cli.define_flags(fv)
+    fv(["compare", *argv])
+    return cli.config_from_flags(fv)
+
+
+def test_recipe_meets_the_benchmarks_rules():
+    config = _parse(f"--flagfile={RECIPE}").validate(check_files=False)
+    assert len(config.seeds) >= 5
+    assert {"arcface", "arcface_init", "arcdistill", "arcdistill_md_mean",
+            "margin_distillation", "adadistill"} <= set(config.arms)
+    assert config.arms[0] == CONTROL and config.deterministic
+    recipes = {a: config.recipe(get_arm(a), 0, "sig", 0.31).to_dict() for a in config.arms}
+    for name, r in recipes.items():  # one schedule, one data stream, one backbone
+        for key in ("backbone", "batch_size", "steps", "lr", "lr_schedule", "lr_warmup_steps",
+                    "weight_decay", "weight_decay_mode", "seed", "data", "teacher_signal",
+                    "scale", "embedding_size"):
+            assert r[key] == recipes[CONTROL][key], (name, key)
+        if get_arm(name).method in ("arcface", "arcface_init", "arcdistill",
+                                    "margin_distillation", "adadistill", "angular"):
+            assert (r["softmax_warmup_steps"], r["margin_ramp_steps"]) == (40, 120), name
+    assert recipes["arcdistill"]["margin"] == 0.5
+    assert recipes["arcdistill_md_mean"]["margin"] == 0.31
+
+
+def test_flags_reach_the_config():
+    config = _parse("--arms=arcface,margin_distillation", "--seeds=3,4", "--scale=30",
+                    "--steps=10", "--nodeterministic")
+    assert config.arms == ("arcface", "margin_distillation") and config.seeds == (3, 4)
+    assert (config.scale, config.steps, config.deterministic) == (30.0, 10, False)
+    with pytest.raises(ValueError, match="seeds: expected integers"):
+        _parse("--seeds=a")

@@ -1,0 +1,126 @@
+"""The comparison end to end at toy size (a tiny teacher and students on the shared synthetic
+set): every arm at every seed, results recomputed from the per-run files, resumption, and the
+refusal to mix recipes."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tests.train import tiny
+from tfmargin.compare import CompareConfig, CompareError, run_comparison
+from tfmargin.compare.stats import mean_ci
+
+ARMS = ("arcface", "arcdistill_md_mean", "margin_distillation")
+
+
+@pytest.fixture(scope="module")
+def setup(synthetic, tmp_path_factory):
+    import keras
+
+    from tfmargin.train import TrainConfig, build_teacher
+
+    tiny.register()
+    keras.utils.set_random_seed(3)
+    root = tmp_path_factory.mktemp("compare")
+    teacher = build_teacher(TrainConfig(role="teacher", backbone=tiny.NAME, embedding_size=16,
+                                        data=str(synthetic)), num_classes=14)
+    teacher.model.save(root / "teacher.keras")
+    config = CompareConfig(
+        output_dir=str(root / "out"), work_dir=str(root / "work"),
+        teacher=str(root / "teacher.keras"), data=str(synthetic / "train.rec"),
+        val_bin=str(synthetic / "val.bin"), test_bin=str(synthetic / "test.bin"),
+        identification=str(synthetic / "identification.npz"), arms=ARMS, seeds=(0, 1),
+        backbone=tiny.NAME, batch_size=10, steps=2, steps_per_epoch=1, lr=0.05,
+        lr_warmup_steps=0, softmax_warmup_steps=1, margin_ramp_steps=0, deterministic=False,
+        verbose=0)
+    logs = []
+    with pytest.warns(Warning):  # the toy held-out sets are smaller than LFW's layout
+        results = run_comparison(config, log=logs.append)
+    return config, results, logs
+
+
+def _run_file(config, arm, seed):
+    with open(os.path.join(config.output_dir, "runs", arm, f"seed{seed}.json")) as f:
+        return json.load(f)
+
+
+def test_every_arm_every_seed(setup):
+    config, results, logs = setup
+    assert results["status"] == {"finished_runs": 6, "total_runs": 6, "complete": True}
+    assert sum("steps of 10" in line for line in logs) == 6
+    for name in ("results.json", "results.md", "results.png"):
+        assert os.path.isfile(os.path.join(config.output_dir, name))
+    with open(os.path.join(config.output_dir, "results.json")) as f:
+        assert json.load(f)["arms"].keys() == set(ARMS)
+
+
+def test_summary_is_recomputed_from_run_files(setup):
+    config, results, _ = setup
+    for arm in ARMS:
+        runs = [_run_file(config, arm, s) for s in (0, 1)]
+        for metric in ("accuracy", "tar@1e-4", "rank1"):
+            values = [r["metrics"][metric] for r in runs]
+            s = results["arms"][arm]["mean"][metric]
+            assert s["mean"] == pytest.approx(np.mean(values), abs=1e-15)
+            half = 12.706 * np.std(values, ddof=1) / np.sqrt(2)  # t(0.975, 1), published
+            assert s["high"] - s["mean"] == pytest.approx(half, abs=1e-4 * half + 1e-15)
+            if arm != "arcface":
+                control = [_run_file(config, "arcface", s)["metrics"][metric] for s in (0, 1)]
+                d = results["arms"][arm]["vs_control"][metric]
+                assert d["mean"] == pytest.approx(np.mean(np.subtract(values, control)),
+                                                  abs=1e-15)
+    assert results["arms"]["arcface"]["vs_control"] is None
+
+
+def test_arms_differ_only_in_what_they_compare(setup):
+    config, results, _ = setup
+    with open(os.path.join(config.output_dir, "md_mean_margin.json")) as f:
+        md_mean = json.load(f)["margin"]
+    assert md_mean == results["md_mean_margin"]
+    for seed in (0, 1):
+        recipes = {a: _run_file(config, a, seed)["recipe"] for a in ARMS}
+        assert recipes["arcdistill_md_mean"]["margin"] == md_mean
+        assert recipes["arcdistill_md_mean"]["method"] == "arcdistill"
+        same = lambda r: {k: v for k, v in r.items()  # noqa: E731
+                          if k not in ("method", "margin", "output_dir")}
+        assert same(recipes["arcface"]) == same(recipes["margin_distillation"]) == same(
+            recipes["arcdistill_md_mean"])
+        # one signal for all, so one batch stream per seed
+        assert len({r["teacher_signal"] for r in recipes.values()}) == 1
+        assert recipes["arcface"]["seed"] == seed
+
+
+def test_resumes_without_retraining(setup):
+    config, results, _ = setup
+    before = _run_file(config, "margin_distillation", 1)
+    os.remove(os.path.join(config.output_dir, "runs", "margin_distillation", "seed1.json"))
+    logs = []
+    again = run_comparison(config, log=logs.append)
+    assert not any("steps of" in line for line in logs)  # the student on disk is reused
+    after = _run_file(config, "margin_distillation", 1)
+    assert after["metrics"] == before["metrics"]
+    assert again["arms"]["margin_distillation"]["mean"] == results["arms"][
+        "margin_distillation"]["mean"]
+
+
+def test_refuses_to_mix_recipes(setup):
+    config, _, _ = setup
+    with pytest.raises(CompareError, match=r"output_dir: .*seed0.json holds a run of another "):
+        run_comparison(config.replace(lr=0.01), log=lambda *a: None)
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"arms": ("arcdistill",)}, "arms: the control 'arcface' is missing"),
+    ({"arms": ("arcface", "nope")}, "arms: unknown arm 'nope'"),
+    ({"arms": ("triplet_cos",)}, "arms: triplet_cos fine-tunes the arcface arm's student"),
+    ({"arms": ("arcface", "arcface")}, "arms: an arm or a seed is listed twice"),
+    ({"seeds": ()}, "seeds: no seeds given"),
+    ({"teacher": "missing.keras"}, "teacher: missing.keras does not exist"),
+    ({"steps_per_epoch": 3}, "steps_per_epoch: 3 does not divide steps"),
+])
+def test_bad_settings_name_their_field(setup, changes, message):
+    config, _, _ = setup
+    with pytest.raises(CompareError, match=message):
+        config.replace(**changes).validate()

@@ -1,0 +1,146 @@
+"""A comparison's results: results.json (everything), results.md (the tables) and results.png
+(each arm's mean and 95 % interval beside the control's)."""
+
+import os
+
+from tfmargin.atomic import write_bytes, write_json
+from tfmargin.compare.arms import CONTROL, get_arm
+from tfmargin.compare.held_out import LABELS, METRICS
+from tfmargin.compare.stats import mean_ci, paired_difference
+
+
+def summarize(config, runs):
+    """{arm: {...}}: per-seed numbers, mean and interval of each metric, and the paired
+    difference to the control over the seeds both finished."""
+    control = runs.get(CONTROL, {})
+    arms = {}
+    for name in config.arms:
+        arm, done = get_arm(name), runs.get(name, {})
+        per_seed = {m: {s: r["metrics"][m] for s, r in done.items()} for m in METRICS}
+        arms[name] = {
+            "method": arm.method, "title": arm.title, "margin": arm.margin,
+            "seeds": sorted(done),
+            "per_seed": {m: {str(s): v for s, v in per_seed[m].items()} for m in METRICS},
+            "mean": {m: mean_ci(list(per_seed[m].values())) for m in METRICS},
+            "vs_control": None if name == CONTROL else {
+                m: paired_difference(per_seed[m], {s: r["metrics"][m] for s, r in
+                                                   control.items()}) for m in METRICS},
+            "train_seconds": sum(r["train_seconds"] for r in done.values()),
+            "eval_seconds": sum(r["eval_seconds"] for r in done.values()),
+        }
+    return arms
+
+
+def build_results(config, runs, context):
+    from tfmargin.machine import machine_info
+
+    arms = summarize(config, runs)
+    finished = sum(len(a["seeds"]) for a in arms.values())
+    total = len(config.arms) * len(config.seeds)
+    return {
+        "status": {"finished_runs": finished, "total_runs": total,
+                   "complete": finished == total},
+        "config": config.to_dict(),
+        "control": CONTROL,
+        **context,
+        "machine": machine_info(),
+        "wall_seconds": round(sum(a["train_seconds"] + a["eval_seconds"]
+                                  for a in arms.values()), 1),
+        "arms": arms,
+    }
+
+
+def _pct(x, signed=False):
+    if x is None:
+        return "-"
+    return f"{100 * x:+.2f}" if signed else f"{100 * x:.2f}"
+
+
+def _interval(s, signed=False):
+    if s["mean"] is None:
+        return "-"
+    if s["low"] is None:
+        return _pct(s["mean"], signed)
+    return f"{_pct(s['mean'], signed)} [{_pct(s['low'], signed)}, {_pct(s['high'], signed)}]"
+
+
+def format_markdown(results):
+    """The two tables (means, paired differences) and the setup in a few lines."""
+    arms, teacher = results["arms"], results["teacher"]
+    head = " | ".join(LABELS[m] for m in METRICS)
+    lines = [f"| model | seeds | {head} |", "|---|---|" + "---|" * len(METRICS)]
+    tm = teacher["metrics"]
+    lines.append(f"| teacher ({teacher['backbone']}) | - | "
+                 + " | ".join(_pct(tm[m]) for m in METRICS) + " |")
+    for name, a in arms.items():
+        lines.append(f"| {name}: {a['title']} | {len(a['seeds'])} | "
+                     + " | ".join(_interval(a["mean"][m]) for m in METRICS) + " |")
+    lines += ["", f"Paired difference to `{results['control']}` (same seeds, same batches), "
+              "percentage points, mean [95 % CI]:", "",
+              f"| arm | seeds | {head} |", "|---|---|" + "---|" * len(METRICS)]
+    for name, a in arms.items():
+        if a["vs_control"] is None:
+            continue
+        n = a["vs_control"][METRICS[0]]["n"]
+        lines.append(f"| {name} | {n} | "
+                     + " | ".join(_interval(a["vs_control"][m], True) for m in METRICS) + " |")
+    c, h, st = results["config"], results["held_out"], results["status"]
+    lines += [
+        "",
+        f"Students: {c['backbone']}, {c['steps']} steps of {c['batch_size']}, cosine LR "
+        f"{c['lr']:g} (warm-up {c['lr_warmup_steps']}), scale {c['scale']}, softmax warm-up "
+        f"{c['softmax_warmup_steps']} + margin ramp {c['margin_ramp_steps']} steps for every "
+        f"margin arm, the final weights (no selection). MarginDistillation's mean margin: "
+        f"{results['md_mean_margin']:.4f} rad. Means over seeds with Student-t 95 % intervals.",
+        f"Held out: {h['test_bin']} ({h['test_pairs']} pairs, 10 folds) for the accuracy; "
+        f"{h['identification']} ({h['pairwise_images']} images of "
+        f"{h['pairwise_identities']} identities, every pair) for TAR@FAR and rank-1 "
+        "(probes against one gallery image each plus the distractors).",
+        f"Runs: {st['finished_runs']} of {st['total_runs']} finished; wall time "
+        f"{results['wall_seconds'] / 3600:.2f} h on {results['machine'].get('cpus')} CPUs "
+        f"({results['machine'].get('cpu', 'unknown CPU')}).",
+    ]
+    return "\n".join(lines)
+
+
+def plot_results(results, path):
+    """One panel per metric: each arm's mean with its 95 % interval, the control's mean as a
+    line."""
+    from tfmargin.evaluate.plots import _figure, _save
+
+    arms = results["arms"]
+    names = list(arms)
+    fig = _figure(width=4.2 * len(METRICS), height=0.45 * len(names) + 1.6)
+    for i, metric in enumerate(METRICS):
+        ax = fig.add_subplot(1, len(METRICS), i + 1)
+        for y, name in enumerate(names):
+            s = arms[name]["mean"][metric]
+            if s["mean"] is None:
+                continue
+            err = None if s["low"] is None else [[100 * (s["mean"] - s["low"])],
+                                                  [100 * (s["high"] - s["mean"])]]
+            ax.errorbar([100 * s["mean"]], [y], xerr=err, fmt="o", capsize=3,
+                        color="C0" if name != CONTROL else "C3")
+        control = arms.get(CONTROL, {}).get("mean", {}).get(metric, {})
+        if control.get("mean") is not None:
+            ax.axvline(100 * control["mean"], color="C3", lw=0.8, ls="--")
+        teacher = results["teacher"]["metrics"][metric]
+        ax.axvline(100 * teacher, color="0.4", lw=0.8, ls=":", label="teacher")
+        ax.set_yticks(range(len(names)))
+        ax.set_yticklabels(names if i == 0 else [""] * len(names))
+        ax.invert_yaxis()
+        ax.set_xlabel(f"{LABELS[metric]} (%)")
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("mean and 95 % CI over seeds (dashed: ArcFace control; dotted: teacher)")
+    return _save(fig, path)
+
+
+def write_results(config, runs, context):
+    """Write results.json, results.md and results.png under config.output_dir; returns the
+    results dict."""
+    results = build_results(config, runs, context)
+    out = config.output_dir
+    write_json(os.path.join(out, "results.json"), results)
+    write_bytes(os.path.join(out, "results.md"), (format_markdown(results) + "\n").encode())
+    plot_results(results, os.path.join(out, "results.png"))
+    return results
