@@ -86,6 +86,34 @@ def triplet_distillation(student, teacher, labels, m_max, m_min, kind):
     return total / len(pairs)
 
 
+def triplet_distillation_facenet(student, teacher, labels, m_max, m_min, kind, noise):
+    """Brute force of the authors' selection: for every (a, p), the margin-violating negative
+    with the largest noise[a, p, n]; D_max over every (a, p, n) of the batch."""
+    n = len(labels)
+    ds = [[distance(student[i], student[j], kind) for j in range(n)] for i in range(n)]
+    dt = [[distance(teacher[i], teacher[j], kind) for j in range(n)] for i in range(n)]
+    triplets = [(a, p, k) for a in range(n) for p in range(n) for k in range(n)
+                if p != a and labels[p] == labels[a] and labels[k] != labels[a]]
+    if not triplets:
+        return 0.0
+    dmax = max(max(max(dt[a][k] - dt[a][p], 0.0) for a, p, k in triplets), 1e-6)
+
+    def margin(a, p, k):
+        return (m_max - m_min) / dmax * max(dt[a][k] - dt[a][p], 0.0) + m_min
+
+    losses = []
+    for a in range(n):
+        for p in range(n):
+            if p == a or labels[p] != labels[a]:
+                continue
+            cands = [k for k in range(n) if labels[k] != labels[a]
+                     and ds[a][k] - ds[a][p] < margin(a, p, k)]
+            if cands:
+                k = max(cands, key=lambda k: noise[a][p][k])
+                losses.append(ds[a][p] - ds[a][k] + margin(a, p, k))
+    return float(np.mean(losses)) if losses else 0.0
+
+
 def numeric_grad(f, x, h=1e-6):
     """Central differences of scalar f at x (float64)."""
     x = np.array(x, np.float64)

@@ -79,26 +79,57 @@ def semi_hard_negatives(dist, labels):
     return ops.cast(index, "int32"), valid
 
 
-def triplet_distillation(student, teacher, labels, m_max=0.5, m_min=0.2, distance="l2"):
-    """Triplet distillation (Feng et al. 2019): a triplet loss whose margin the teacher sets.
+SELECTIONS = ("facenet", "semi_hard")
 
-    For each valid (a, p) with its semi-hard negative n (mined on the student's distances):
-        m   = (m_max - m_min) / D_max * relu(d_T(a, n) - d_T(a, p)) + m_min
-        L   = mean over valid pairs of relu(d_S(a, p) - d_S(a, n) + m)
-    D_max is the largest relu(d_T(a, n) - d_T(a, p)) over the batch's valid pairs. A batch
-    needs several images per identity (K per class); with no valid pair the loss is 0.
+
+def triplet_distillation(student, teacher, labels, m_max=0.5, m_min=0.2, distance="l2",
+                         selection="semi_hard", noise=None):
+    """Triplet distillation (Feng et al. 2019): a triplet loss whose margin the teacher sets,
+    for a triplet (a, p, n) of an anchor, a positive of its identity and a negative of another:
+
+        m(a, p, n) = (m_max - m_min) / D_max * relu(d_T(a, n) - d_T(a, p)) + m_min
+        loss       = relu(d_S(a, p) - d_S(a, n) + m(a, p, n))
+
+    averaged over the selected triplets, one per (a, p) pair; d_S / d_T are the student's and
+    the teacher's distances. `selection`:
+      "facenet": the authors' (their code follows FaceNet's `select_triplets`): the negative is
+          drawn at random among those that violate the margin, d_S(a, n) - d_S(a, p) <
+          m(a, p, n); a pair with none is left out. D_max is the largest teacher gap over every
+          (a, p, n) of the batch. The draw is the argmax of `noise` (B, B, B) over the
+          candidates: pass uniform noise (TripletDistillationHead draws it from its seed).
+      "semi_hard": TensorFlow Addons' rule: the closest negative farther than the positive,
+          else the farthest; D_max over the selected negatives.
+    A batch needs several images per identity (P x K batches); with no pair the loss is 0.
     """
     labels = ops.reshape(labels, (-1,))
     d_s = pairwise_distances(student, distance)
     d_t = ops.stop_gradient(pairwise_distances(teacher, distance))
-    index, valid = semi_hard_negatives(d_s, labels)
-    d_s_an = ops.take_along_axis(d_s, index, axis=1)
-    gap_t = ops.maximum(ops.take_along_axis(d_t, index, axis=1) - d_t, 0.0)
-    validf = ops.cast(valid, d_s.dtype)
-    d_max = ops.maximum(ops.max(gap_t * validf), 1e-6)
-    margin = ops.stop_gradient((m_max - m_min) / d_max * gap_t + m_min)
-    hinge = ops.maximum(d_s - d_s_an + margin, 0.0) * validf
-    return ops.sum(hinge) / ops.maximum(ops.sum(validf), 1.0)
+    if selection == "semi_hard":
+        index, valid = semi_hard_negatives(d_s, labels)
+        d_s_an = ops.take_along_axis(d_s, index, axis=1)
+        gap_t = ops.maximum(ops.take_along_axis(d_t, index, axis=1) - d_t, 0.0)
+        validf = ops.cast(valid, d_s.dtype)
+        d_max = ops.maximum(ops.max(gap_t * validf), 1e-6)
+        margin = ops.stop_gradient((m_max - m_min) / d_max * gap_t + m_min)
+        hinge = ops.maximum(d_s - d_s_an + margin, 0.0) * validf
+        return ops.sum(hinge) / ops.maximum(ops.sum(validf), 1.0)
+    if selection != "facenet":
+        raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+    if noise is None:
+        raise ValueError("selection='facenet' draws its negatives from `noise` (B, B, B)")
+    same = ops.equal(labels[:, None], labels[None, :])
+    batch = ops.shape(labels)[0]
+    positive = ops.logical_and(same, ops.logical_not(ops.eye(batch, dtype="bool")))
+    triplet = ops.logical_and(positive[:, :, None], ops.logical_not(same)[:, None, :])
+    gap = ops.maximum(d_t[:, None, :] - d_t[:, :, None], 0.0)            # [a, p, n]
+    d_max = ops.maximum(ops.max(ops.where(triplet, gap, 0.0)), 1e-6)
+    margin = ops.stop_gradient((m_max - m_min) / d_max * gap + m_min)
+    hinge = d_s[:, :, None] - d_s[:, None, :] + margin
+    candidate = ops.logical_and(triplet, ops.stop_gradient(hinge) > 0.0)
+    pick = ops.argmax(ops.where(candidate, ops.cast(noise, d_s.dtype), -1.0), axis=2)
+    chosen = ops.take_along_axis(hinge, ops.cast(pick, "int32")[:, :, None], axis=2)[:, :, 0]
+    has = ops.cast(ops.any(candidate, axis=2), d_s.dtype)
+    return ops.sum(ops.maximum(chosen, 0.0) * has) / ops.maximum(ops.sum(has), 1.0)
 
 
 @keras.saving.register_keras_serializable(package="tfmargin")

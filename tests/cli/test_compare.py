@@ -25,14 +25,20 @@ def test_recipe_meets_the_benchmarks_rules():
     config = _parse(f"--flagfile={RECIPE}").validate(check_files=False)
     assert len(config.seeds) >= 5
     assert {"arcface", "arcface_init", "arcdistill", "arcdistill_md_mean",
-            "margin_distillation", "adadistill"} <= set(config.arms)
+            "margin_distillation", "adadistill", "hinton_kd", "margin_kd_t", "angular",
+            "embedding", "triplet_cos", "triplet_l2"} <= set(config.arms)
     assert config.arms[0] == CONTROL and config.deterministic
     recipes = {a: config.recipe(get_arm(a), 0, "sig", 0.31).to_dict() for a in config.arms}
     for name, r in recipes.items():  # one schedule, one data stream, one backbone
-        for key in ("backbone", "batch_size", "steps", "lr", "lr_schedule", "lr_warmup_steps",
-                    "weight_decay", "weight_decay_mode", "seed", "data", "teacher_signal",
-                    "scale", "embedding_size"):
+        triplet = name.startswith("triplet")
+        for key in ("backbone", "steps", "lr_schedule", "lr_warmup_steps", "weight_decay",
+                    "weight_decay_mode", "seed", "data", "teacher_signal", "scale",
+                    "embedding_size", *(() if triplet else ("batch_size", "lr"))):
             assert r[key] == recipes[CONTROL][key], (name, key)
+        if triplet:  # Feng et al.: fine-tune the ArcFace student at 1e-3, K = 18
+            assert (r["lr"], r["images_per_identity"], r["batch_size"]) == (0.001, 18, 72)
+            assert r["init_backbone"] == os.path.join(config.student_dir(CONTROL, 0),
+                                                      "backbone.keras")
         if get_arm(name).method in ("arcface", "arcface_init", "arcdistill",
                                     "margin_distillation", "adadistill", "angular"):
             assert (r["softmax_warmup_steps"], r["margin_ramp_steps"]) == (40, 120), name

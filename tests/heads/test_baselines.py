@@ -47,6 +47,31 @@ def test_triplet_distillation_matches_brute_force(kind, rng):
                                 rel=1e-4, abs=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["l2", "cos"])
+def test_facenet_selection_matches_brute_force(kind, rng):
+    labels = np.repeat(np.arange(4), 3)
+    rng.shuffle(labels)
+    student = rng.normal(size=(12, 6)) + 1.0 * np.eye(6)[labels % 6]
+    teacher = rng.normal(size=(12, 6)) + 3.0 * np.eye(6)[labels % 6]
+    for draw in range(3):  # other draws pick other negatives
+        noise = rng.uniform(size=(12, 12, 12))
+        got = float(losses.triplet_distillation(
+            student.astype("float32"), teacher.astype("float32"), labels.astype("int32"), 0.5,
+            0.2, kind, "facenet", noise.astype("float32")))
+        want = ref.triplet_distillation_facenet(student, teacher, labels, 0.5, 0.2, kind, noise)
+        assert want > 0 and got == pytest.approx(want, rel=1e-4, abs=1e-5)
+
+
+def test_facenet_selection_leaves_out_satisfied_pairs():
+    # two far-apart identities: no negative violates the margin, so no triplet is selected
+    x = np.array([[1, 0], [1, 0.01], [-1, 0], [-1, -0.01]], "float32")
+    labels = np.array([0, 0, 1, 1], "int32")
+    noise = np.ones((4, 4, 4), "float32")
+    assert float(losses.triplet_distillation(x, x, labels, 0.5, 0.2, "l2", "facenet",
+                                             noise)) == 0.0
+    assert float(losses.triplet_distillation(x, x, labels, 0.5, 0.2, "l2")) == 0.0
+
+
 def test_triplet_distillation_without_pairs_is_zero(rng):
     x = rng.normal(size=(4, 6)).astype("float32")
     assert float(losses.triplet_distillation(x, x, np.arange(4, dtype="int32"))) == 0.0
@@ -104,9 +129,17 @@ def test_kd_heads(cls, margin, rng):
 @pytest.mark.parametrize("kind", ["l2", "cos"])
 def test_triplet_and_embedding_heads(kind, rng):
     _, labels, teacher, student = _centers_and_batch(rng)
-    out, added = _added_loss(TripletDistillationHead(distance=kind), [student, labels, teacher])
+    head = TripletDistillationHead(distance=kind, selection="semi_hard")
+    out, added = _added_loss(head, [student, labels, teacher])
     assert added == pytest.approx(ref.triplet_distillation(student, teacher, labels, 0.5, 0.2, kind),
                                   rel=1e-4, abs=1e-5)
+    # the authors' selection, with the head's own draw made visible
+    noise = rng.uniform(size=(len(labels),) * 3).astype("float32")
+    head = TripletDistillationHead(distance=kind, seed=3)
+    head.noise = lambda batch: noise
+    _, added = _added_loss(head, [student, labels, teacher])
+    assert added == pytest.approx(ref.triplet_distillation_facenet(
+        student, teacher, labels, 0.5, 0.2, kind, noise), rel=1e-4, abs=1e-5)
     np.testing.assert_allclose(_np(out), ref.unit(student), atol=1e-6)
     _, added = _added_loss(EmbeddingDistillationHead(kind), [student, labels, teacher])
     assert added == pytest.approx(float(losses.embedding_distillation(student, teacher, kind)), rel=1e-6)

@@ -20,6 +20,7 @@ class Arm:
     margin: float | str | None = None  # None: the method's default; MD_MEAN: see above
     init_from: str | None = None       # fine-tune the backbone this arm trained (same seed)
     lr: float | None = None            # None: the comparison's learning rate
+    images_per_identity: int = 0       # P x K batches of K (the batch size rounds to K's multiple)
 
     @property
     def title(self):
@@ -62,8 +63,9 @@ for _arm in (
     Arm("margin_kd_t", "margin_kd_t"),
     Arm("angular", "angular"),
     Arm("embedding", "embedding"),
-    # triplet distillation fine-tunes the ArcFace student at lr 1e-3 (Feng et al.)
-    Arm("triplet_cos", "triplet_cos", init_from="arcface", lr=1e-3),
-    Arm("triplet_l2", "triplet_l2", init_from="arcface", lr=1e-3),
+    # triplet distillation fine-tunes the ArcFace student at lr 1e-3 over batches of 18 images
+    # of each identity (Feng et al.)
+    Arm("triplet_cos", "triplet_cos", init_from="arcface", lr=1e-3, images_per_identity=18),
+    Arm("triplet_l2", "triplet_l2", init_from="arcface", lr=1e-3, images_per_identity=18),
 ):
     register_arm(_arm)

@@ -105,6 +105,10 @@ class CompareConfig:
         if arm.init_from:
             config = config.replace(init_backbone=os.path.join(
                 self.student_dir(arm.init_from, seed), "backbone.keras"))
+        if arm.images_per_identity:  # P x K: the multiple of K nearest the batch size
+            k = arm.images_per_identity
+            config = config.replace(images_per_identity=k,
+                                    batch_size=max(2, round(self.batch_size / k)) * k)
         try:
             return validate(config, check_files=False)
         except ConfigError as e:

@@ -118,22 +118,37 @@ class HintonKDHead(MarginKDHead):
 @keras.saving.register_keras_serializable(package="tfmargin")
 class TripletDistillationHead(keras.layers.Layer):
     """Triplet distillation (Feng et al. 2019) with the teacher-set margin; `distance` "l2"
-    (squared L2 of unit vectors) or "cos" (angle). Returns unit embeddings."""
+    (squared L2 of unit vectors) or "cos" (angle); `selection` "facenet" (the authors': a
+    random margin-violating negative, drawn from `seed`) or "semi_hard"
+    (tfmargin.losses.triplet_distillation). Returns unit embeddings."""
 
     OBJECTIVE = "internal"
 
-    def __init__(self, m_max=0.5, m_min=0.2, distance="l2", **kwargs):
+    def __init__(self, m_max=0.5, m_min=0.2, distance="l2", selection="facenet", seed=None,
+                 **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if distance not in losses.DISTANCES:
             raise ValueError(f"{self.name}: distance must be one of {losses.DISTANCES}, got {distance!r}")
+        if selection not in losses.SELECTIONS:
+            raise ValueError(f"{self.name}: selection must be one of {losses.SELECTIONS}, got "
+                             f"{selection!r}")
         self.m_max, self.m_min, self.distance = float(m_max), float(m_min), distance
+        self.selection, self.seed = selection, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def noise(self, batch):
+        """Uniform (B, B, B) priorities: the negative of each (a, p) is the candidate with the
+        largest, so every margin-violating negative is equally likely."""
+        return keras.random.uniform((batch, batch, batch), seed=self.seed_generator)
 
     def call(self, inputs):
         embeddings, labels, teacher = inputs
+        noise = (self.noise(ops.shape(embeddings)[0]) if self.selection == "facenet"
+                 else None)
         self.add_loss(losses.triplet_distillation(
             embeddings, ops.cast(teacher, "float32"), margins.flat_labels(labels),
-            self.m_max, self.m_min, self.distance))
+            self.m_max, self.m_min, self.distance, self.selection, noise))
         return margins.l2_normalize(embeddings)
 
     def compute_output_shape(self, input_shape):
@@ -141,7 +156,7 @@ class TripletDistillationHead(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "m_max": self.m_max, "m_min": self.m_min,
-                "distance": self.distance}
+                "distance": self.distance, "selection": self.selection, "seed": self.seed}
 
 
 @keras.saving.register_keras_serializable(package="tfmargin")

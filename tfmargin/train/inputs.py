@@ -16,10 +16,6 @@ import numpy as np
 
 from tfmargin.train.config import ConfigError
 
-# Images read per window when forming P x K identity batches.
-MIN_WINDOW = 256
-
-
 def is_npz(source):
     return os.fspath(source).endswith(".npz")
 
@@ -95,37 +91,32 @@ def training_data(config, signal=None, *, input_context=None, start_step=0, num_
 def _tf_stream(config, signal, input_context, num_classes, seed, with_teacher, stats=None):
     from tfmargin.data import train_dataset
 
-    source = signal_source(signal) if signal is not None else config.data
     common = dict(image_size=config.image_size, flip=config.flip, seed=seed, repeat=True,
                   input_context=input_context, num_classes=num_classes,
                   teacher=None if with_teacher else False, stats=stats)
     if config.triplet:
-        from tfmargin.data.sampling import identity_batches
+        # P x K batches come from the identity index of the images' own source, with the
+        # teacher's embeddings looked up by position (not from windows of the shuffled shards)
+        from tfmargin.data.sources import source_kind
+        from tfmargin.distill import teacher_by_position
 
-        batch = (input_context.get_per_replica_batch_size(config.batch_size)
-                 if input_context is not None else config.batch_size)
-        k = config.images_per_identity
-        if batch % k:
-            raise ConfigError(f"images_per_identity: the per-replica batch {batch} is not a "
-                              f"multiple of {k}")
-        window = max(MIN_WINDOW, 4 * config.batch_size)
-        # Source order keeps an identity's images together; groups are shuffled instead.
-        windows = train_dataset(source, window, shuffle=False, drop_remainder=True,
-                                **{**common, "input_context": None},
-                                **_shard_args(input_context))
-        ds = identity_batches(windows, batch // k, k, seed=seed,
-                              group_buffer=max(1024, 4 * (batch // k)))
-    else:
-        ds = train_dataset(source, config.batch_size, shuffle=True,
-                           shuffle_buffer=config.shuffle_buffer, **common)
-    return ds
-
-
-def _shard_args(input_context):
-    if input_context is None:
-        return {}
-    return {"num_shards": input_context.num_input_pipelines,
-            "shard_index": input_context.input_pipeline_id}
+        if source_kind(config.data) == "tfrecord":
+            raise ConfigError(f"data: method {config.method} draws P x K batches from an "
+                              f"identity index; give the .rec (with its .idx) or identity "
+                              f"folders the teacher signal was made from, not {config.data}")
+        if config.flip:
+            raise ConfigError(f"flip: method {config.method} reads the teacher's embeddings "
+                              "of the unflipped images; train it with --flip=false")
+        teacher = teacher_by_position(signal, config.data) if with_teacher else False
+        try:
+            return train_dataset(config.data, config.batch_size,
+                                 **{**common, "teacher": teacher},
+                                 images_per_identity=config.images_per_identity)
+        except ValueError as e:
+            raise ConfigError(f"images_per_identity: {e}") from None
+    source = signal_source(signal) if signal is not None else config.data
+    return train_dataset(source, config.batch_size, shuffle=True,
+                         shuffle_buffer=config.shuffle_buffer, **common)
 
 
 @contextlib.contextmanager

@@ -106,7 +106,7 @@ def _triplet(distance):
         from tfmargin.heads import TripletDistillationHead
 
         return TripletDistillationHead(m_max=c.m_max, m_min=c.m_min, distance=distance,
-                                       name="head")
+                                       seed=c.seed, name="head")
     return build
 
 

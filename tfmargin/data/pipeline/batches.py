@@ -20,7 +20,7 @@ def train_dataset(source, batch_size, *, image_size=112, shuffle=True, shuffle_b
                   flip=False, teacher=None, teacher_flip=None, seed=None, deterministic=None,
                   drop_remainder=True, input_context=None, num_shards=1, shard_index=0,
                   strict=False, num_classes=None, label_index=0, repeat=False, read_chunk=None,
-                  prefetch=AUTOTUNE, stats=None):
+                  prefetch=AUTOTUNE, stats=None, images_per_identity=0):
     """Training batches `({"image", "label", "teacher"?}, label)` ready for `model.fit`.
 
     source: a `.rec` (or a directory with `train.rec`), TFRecord shards (directory, pattern or
@@ -54,6 +54,10 @@ def train_dataset(source, batch_size, *, image_size=112, shuffle=True, shuffle_b
     read_chunk: records read and decoded together (default: the batch size, at least 64 and
         at most 1024, as a multiple of the batch size below 64); a chunk is the unit of
         parallel work.
+    images_per_identity: K > 0 gives P x K batches (P = batch_size / K identities, K images
+        each, images i*K .. i*K+K-1 of one identity) drawn from the identity index of a .rec /
+        folder source (tfmargin.data.sampling); an epoch is then every identity's images in
+        groups of K. A skipped corrupt image shifts the groups after it in its batch.
 
     The returned dataset has `.stats` (PipelineStats), `.num_examples` (images per epoch for
     this shard), `.num_classes` and `.teacher_dim`.
@@ -75,6 +79,10 @@ def train_dataset(source, batch_size, *, image_size=112, shuffle=True, shuffle_b
     kind = source_kind(source)
     where = os.fspath(source)
 
+    if images_per_identity and (kind == "tfrecord" or batch_size % images_per_identity):
+        raise ValueError(f"{where}: P x K batches need an indexed source (.rec with its .idx, or "
+                         "identity folders; TFRecord shards are streamed) and a batch size "
+                         f"divisible by K={images_per_identity}")
     if kind == "tfrecord":
         if (teacher is not None and not isinstance(teacher, bool)) or teacher_flip is not None:
             raise ValueError(f"{where}: TFRecord shards carry their own teacher embeddings; "
@@ -92,8 +100,15 @@ def train_dataset(source, batch_size, *, image_size=112, shuffle=True, shuffle_b
         num_classes = src.num_classes
         positions = np.arange(len(src), dtype=np.int64)[shard_index::num_shards]
         num_examples = len(positions)
+        if images_per_identity:
+            from tfmargin.data.sampling import groups_per_pass
+
+            num_examples = groups_per_pass(np.asarray(src.labels())[positions],
+                                           images_per_identity)
         if num_examples == 0:
-            raise ValueError(f"{where}: shard {shard_index} of {num_shards} is empty")
+            raise ValueError(f"{where}: shard {shard_index} of {num_shards} is empty"
+                             + (f" (no identity has {images_per_identity} images)"
+                                if images_per_identity else ""))
 
     # With drop_remainder and a known size, an epoch is exactly num_examples // batch_size
     # batches, cut from an endless stream: the cardinality is known (Keras shows progress, step
@@ -121,7 +136,8 @@ def train_dataset(source, batch_size, *, image_size=112, shuffle=True, shuffle_b
         chunks, dim = indexed_chunks(
             src, positions, shuffle=shuffle, flip=flip, seed=seed, repeat=endless,
             read_chunk=read_chunk, teacher=teacher_arr, teacher_flip=teacher_flip_arr,
-            teacher_from_labels=from_labels, deterministic=deterministic, strict=strict)
+            teacher_from_labels=from_labels, deterministic=deterministic, strict=strict,
+            images_per_identity=images_per_identity)
         has_flip = teacher_flip_arr is not None
 
     exact = sizes_match(sample_image(source, kind, src if kind != "tfrecord" else None),

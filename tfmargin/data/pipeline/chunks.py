@@ -27,10 +27,16 @@ def _seed_pair(r, salt):
 
 
 def indexed_chunks(src, positions, *, shuffle, flip, seed, repeat, read_chunk, teacher,
-                    teacher_flip, teacher_from_labels, deterministic, strict=False):
-    """Chunks {image, label, key, flip, teacher?, teacher_flip?} of a .rec / folder source."""
+                    teacher_flip, teacher_from_labels, deterministic, strict=False,
+                    images_per_identity=0):
+    """Chunks {image, label, key, flip, teacher?, teacher_flip?} of a .rec / folder source;
+    with images_per_identity=K each pass is in P x K identity order (tfmargin.data.sampling)."""
     n = len(positions)
     pos_t = tf.constant(positions, tf.int64)
+    if images_per_identity:
+        from tfmargin.data.sampling import identity_groups
+
+        labels_t = tf.constant(np.asarray(src.labels(), np.int64)[positions])
     with_teacher = teacher is not None or teacher_from_labels
     label_index = getattr(src.reader, "label_index", 0)
     dim = None
@@ -43,11 +49,14 @@ def indexed_chunks(src, positions, *, shuffle, flip, seed, repeat, read_chunk, t
                              "(embedding + class)")
 
     def epoch(r):
-        perm = (tf.random.experimental.stateless_shuffle(pos_t, seed=_seed_pair(r, 1))
-                if shuffle else pos_t)
-        flips = tf.random.stateless_uniform([n], seed=_seed_pair(r, 2)) < 0.5
+        if images_per_identity:
+            perm = identity_groups(pos_t, labels_t, images_per_identity, _seed_pair(r, 1))
+        else:
+            perm = (tf.random.experimental.stateless_shuffle(pos_t, seed=_seed_pair(r, 1))
+                    if shuffle else pos_t)
+        flips = tf.random.stateless_uniform(tf.shape(perm), seed=_seed_pair(r, 2)) < 0.5
         if not flip:
-            flips = tf.zeros([n], tf.bool)
+            flips = tf.zeros(tf.shape(perm), tf.bool)
         return tf.data.Dataset.from_tensor_slices((perm, flips)).batch(read_chunk)
 
     def read(positions_chunk):
