@@ -179,3 +179,31 @@ def test_a_crash_still_gets_its_last_words_out():
                           env=dict(os.environ, PYTHONPATH=ROOT), timeout=60)
     assert proc.returncode != 0
     assert "Check failed: why" in proc.stderr
+
+
+PY_LOGS = """
+import logging
+from absl import logging as absl_logging
+from tfmargin.cli import common
+
+@common.command
+def main(argv):
+    absl_logging.info("absl info line")                       # TF's SavedModel writer does this
+    logging.getLogger("tensorflow").info("tf info line")      # and this ("Assets written to")
+    absl_logging.warning("absl warning line")
+
+common.run(main)
+"""
+
+
+@pytest.mark.parametrize("extra,env,loud", [([], {}, False), (["--verbosity=0"], {}, True),
+                                            ([], {"TFMARGIN_TF_LOGS": "1"}, True)])
+def test_python_info_logs_are_quiet_unless_asked_for(extra, env, loud):
+    environ = {k: v for k, v in os.environ.items() if k != "TFMARGIN_TF_LOGS"}
+    environ.update(PYTHONPATH=ROOT, **env)
+    proc = subprocess.run([sys.executable, "-c", PY_LOGS, *extra], capture_output=True,
+                          text=True, env=environ, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "absl warning line" in proc.stderr
+    assert ("absl info line" in proc.stderr) == loud
+    assert ("tf info line" in proc.stderr) == loud

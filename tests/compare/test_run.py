@@ -92,6 +92,24 @@ def test_arms_differ_only_in_what_they_compare(setup):
         assert recipes["arcface"]["seed"] == seed
 
 
+def test_arms_start_from_the_same_weights(setup, synthetic):
+    import keras
+
+    from tfmargin.compare import get_arm
+    from tfmargin.distill import load_teacher_signal
+    from tfmargin.train.build import build_student
+
+    config, results, _ = setup
+    signal = load_teacher_signal(results["signal"])
+    first = {}
+    for arm in ARMS:  # as train() does: seed, then build
+        recipe = config.recipe(get_arm(arm), 1, signal.directory, 0.3, signal.embedding_size)
+        keras.utils.set_random_seed(recipe.seed)
+        weights = build_student(recipe, signal, signal.num_classes).backbone.get_weights()
+        for a, b in zip(first.setdefault("w", weights), weights):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_resumes_without_retraining(setup):
     config, results, _ = setup
     before = _run_file(config, "margin_distillation", 1)

@@ -81,11 +81,17 @@ def parse_flags(argv):
 
 def run(main):
     """`app.run(main)` for a `command`-decorated main, with one-line flag errors and without
-    TensorFlow's native start-up lines (tfmargin.cli.quiet)."""
-    from tfmargin.cli.quiet import filter_native_stderr
+    TensorFlow's native start-up lines or its Python INFO logs (tfmargin.cli.quiet)."""
+    from tfmargin.cli.quiet import filter_native_stderr, quiet_python_logs
 
     filter_native_stderr()
-    app.run(main, flags_parser=parse_flags)
+
+    @functools.wraps(main)
+    def quiet_main(argv):
+        quiet_python_logs()  # after app.run has set absl's verbosity from the flags
+        return main(argv)
+
+    app.run(quiet_main, flags_parser=parse_flags)
 
 
 def check_output(flag, path, kind="file"):

@@ -10,6 +10,11 @@ filter process that drops exactly those known lines and forwards everything else
 (partial lines too, so progress bars redraw): our `error:` lines, tracebacks, warnings, and
 every other native message, errors included. Being a separate process, it forwards what a
 crashing process wrote last. TFMARGIN_TF_LOGS=1 turns it off.
+
+TensorFlow's Python side logs at INFO as it writes a SavedModel ("Assets written to ...",
+"Function `serve` contains input name(s) ..."), through the `tensorflow` logger and absl's,
+which an absl app prints at INFO unless told otherwise: `quiet_python_logs` keeps both at
+WARNING, unless --verbosity was given or TFMARGIN_TF_LOGS=1.
 """
 
 import atexit
@@ -96,4 +101,20 @@ def filter_native_stderr():
             proc.kill()
 
     atexit.register(restore)
+    return True
+
+
+def quiet_python_logs():
+    """Python INFO logs of TensorFlow and absl -> WARNING (see the module docstring); returns
+    whether it changed anything."""
+    import logging
+
+    from absl import flags
+    from absl import logging as absl_logging
+
+    given = "verbosity" in flags.FLAGS and flags.FLAGS["verbosity"].present
+    if os.environ.get("TFMARGIN_TF_LOGS") or given:
+        return False
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)
     return True

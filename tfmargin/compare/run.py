@@ -92,7 +92,10 @@ def run_one(config, arm, seed, signal, md_mean, held, log=print):
     backbone = _finished_student(recipe)
     resumed = None
     if backbone is None:
+        import keras
+
         log(f"[compare] {arm.name} seed {seed}: {recipe.steps} steps of {recipe.batch_size}")
+        keras.backend.clear_session()  # dozens of runs in one process: free the last one's graph
         result = train(recipe, signal=signal, log=log)
         backbone, resumed = result.paths["backbone"], result.start_step or None
     train_seconds = time.perf_counter() - started
