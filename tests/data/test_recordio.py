@@ -162,6 +162,37 @@ def test_truncated_file_reports_offset(tmp_path):
             list(r.scan())
 
 
+def test_a_damaged_length_is_checked_before_reading(tmp_path):
+    path = str(tmp_path / "t.rec")
+    with RecordIOWriter(path) as w:
+        w.write(b"a" * 100, 0)
+        w.write(b"b" * 100, 1)
+    second = reference_parse_offsets(tmp_path / "t.idx")[1]
+    with open(path, "r+b") as f:  # the second chunk now claims 500 MB
+        f.seek(second + 4)
+        f.write(struct.pack("<I", 500_000_000))
+    with RecordIO(path) as r:
+        asked = []
+        pread = r._pread
+        r._pread = lambda n, offset: asked.append(n) or pread(n, offset)
+        with pytest.raises(RecordIOError, match=f"{path}: truncated record at byte offset "
+                                                f"{second}: its chunk announces 500000000"):
+            r.read(1)
+        assert max(asked) <= 4096  # nothing near 500 MB was requested
+
+
+@pytest.mark.parametrize("text", [b"0,112,112\n", b"-1,112,112\n", b"14,112\n", b"\xff\xfe14",
+                                  b"14,112,0\n"])
+def test_a_broken_property_file_is_named(tmp_path, text):
+    from tfmargin.data.recordio.format import read_property
+
+    (tmp_path / "property").write_bytes(text)
+    with pytest.raises(RecordIOError, match=f"^{tmp_path / 'property'}: "):
+        read_property(str(tmp_path))
+    (tmp_path / "property").write_bytes(b"14,112,112\n")
+    assert read_property(str(tmp_path)) == (14, 112, 112)
+
+
 def reference_parse_offsets(idx_path):
     return [int(line.split("\t")[1]) for line in open(idx_path)]
 

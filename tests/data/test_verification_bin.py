@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import re
 import struct
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from tfmargin.data.images import encode_png
 from tfmargin.data.verification_bin import (UnsafePickleError, load_verification_bin,
-                                            save_verification_bin)
+                                            load_verification_encoded, save_verification_bin)
 
 
 def _images(rng, n=4, size=112):
@@ -122,3 +123,43 @@ def test_save_round_trip(tmp_path, rng):
     save_verification_bin(path, smooth, [False])
     got, same = load_verification_bin(path)
     assert np.abs(got.astype(int) - smooth).mean() < 2 and same.tolist() == [False]
+
+
+class _Bomb:
+    """Pickles as a call of an admitted global with a huge size: 60-100 bytes of file."""
+
+    def __init__(self, call):
+        self.call = call
+
+    def __reduce__(self):
+        return self.call
+
+
+def _bombs():
+    from numpy._core.multiarray import _reconstruct
+
+    return {"bytearray": (bytearray, (2 ** 30,)),
+            "ndarray": (np.ndarray, ((2 ** 33,), np.dtype("u1"))),
+            "_reconstruct": (_reconstruct, (np.ndarray, (2 ** 33,), b"b"))}
+
+
+@pytest.mark.parametrize("kind", ["bytearray", "ndarray", "_reconstruct"])
+def test_a_small_file_cannot_allocate_gigabytes(tmp_path, kind):
+    path = tmp_path / f"{kind}.bin"
+    path.write_bytes(pickle.dumps(([_Bomb(_bombs()[kind]), b"x"], [True]), protocol=2))
+    assert path.stat().st_size < 200
+    with pytest.raises(UnsafePickleError, match=rf"^{re.escape(str(path))}: refused: the pickle "
+                                                r"asks for more than \d+ bytes"):
+        load_verification_encoded(path)
+
+
+def test_the_budget_admits_real_files(tmp_path, rng):
+    # numpy-array images (as cv2.imencode returns) are built through the charged globals too
+    images = rng.integers(0, 256, (4, 112, 112, 3), dtype=np.uint8)
+    from tfmargin.data import images as codec
+
+    encoded = [np.frombuffer(codec.encode_jpeg(im, 95), np.uint8) for im in images]
+    path = tmp_path / "arrays.bin"
+    path.write_bytes(pickle.dumps((encoded, [True, False]), protocol=2))
+    got, issame = load_verification_encoded(path)
+    assert [bytes(e) for e in encoded] == got and issame.tolist() == [True, False]

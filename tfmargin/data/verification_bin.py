@@ -5,7 +5,9 @@ and N booleans. Older files were pickled by Python 2 (str items, loaded with enc
 files built with cv2.imencode hold numpy uint8 arrays instead of bytes. A pickle can run any
 code when loaded, and these files come from the internet, so they are read with an unpickler
 that admits only the few globals this format needs (numpy array reconstruction and the latin-1
-bytes codec of protocol-2 pickles) and refuses everything else before it is called.
+bytes codec of protocol-2 pickles) and refuses everything else before it is called. What those
+globals may build is bounded too: a pickle is refused once the arrays and buffers it asks for
+exceed 64 times the file's size plus 16 MiB (a 78-byte file cannot ask for a gigabyte).
 """
 
 import codecs
@@ -51,20 +53,69 @@ def _allowed():
 
 
 _ALLOWED = _allowed()
+BUDGET_FACTOR, BUDGET_EXTRA = 64, 16 << 20
+
+
+def _nbytes(shape, dtype):
+    try:
+        dims = [int(d) for d in (shape if isinstance(shape, (tuple, list)) else (shape,))]
+        itemsize = np.dtype(dtype).itemsize
+    except (TypeError, ValueError):
+        return 0  # numpy refuses it on its own
+    return max(0, int(np.prod(dims, dtype=object))) * itemsize
+
+
+def _cost(name, args, kwargs):
+    """Bytes a call of an admitted global would allocate."""
+    if name == "bytearray":
+        source = args[0] if args else kwargs.get("source", b"")
+        return int(source) if isinstance(source, int) else len(source)
+    if name == "_reconstruct" and len(args) >= 3:        # (subtype, shape, dtype code)
+        return _nbytes(args[1], args[2])
+    if name == "ndarray":
+        return _nbytes(args[0] if args else kwargs.get("shape", ()),
+                       args[1] if len(args) > 1 else kwargs.get("dtype", float))
+    if name == "encode" and args:
+        return len(args[0]) if isinstance(args[0], str) else 0
+    return 0
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file, path):
+    def __init__(self, file, path, budget):
         super().__init__(file, encoding="bytes")
-        self._path = path
+        self._path, self._budget, self._spent = path, budget, 0
 
     def find_class(self, module, name):
         try:
-            return _ALLOWED[(module, name)]
+            target = _ALLOWED[(module, name)]
         except KeyError:
             raise UnsafePickleError(
                 f"{self._path}: refused to load {module}.{name}: a verification .bin may only "
                 "contain encoded images and booleans (the file is not what it claims)") from None
+        if name == "dtype":
+            return target
+        if name == "ndarray":  # passed as a class to _reconstruct, or called: charge calls
+            return self._ndarray_type(f"{module}.{name}")
+
+        def charged(*args, **kwargs):
+            self._charge(_cost(name, args, kwargs), f"{module}.{name}")
+            return target(*args, **kwargs)
+        return charged
+
+    def _charge(self, nbytes, what):
+        self._spent += nbytes
+        if self._spent > self._budget:
+            raise UnsafePickleError(
+                f"{self._path}: refused: the pickle asks for more than {self._budget} bytes "
+                f"({what}), far beyond what a file of its size can hold")
+
+    def _ndarray_type(self, what):
+        charge = self._charge
+
+        def __new__(cls, *args, **kwargs):
+            charge(_cost("ndarray", args, kwargs), what)
+            return np.ndarray.__new__(cls, *args, **kwargs)
+        return type("ndarray", (np.ndarray,), {"__new__": __new__})
 
     def persistent_load(self, pid):
         raise UnsafePickleError(f"{self._path}: persistent ids are not allowed in a .bin file")
@@ -84,8 +135,9 @@ def load_verification_encoded(path):
     """(list of 2N encoded image bytes, issame bool array (N,)) without decoding."""
     path = os.fspath(path)
     with open(path, "rb") as f:
+        budget = BUDGET_FACTOR * os.fstat(f.fileno()).st_size + BUDGET_EXTRA
         try:
-            obj = _RestrictedUnpickler(f, path).load()
+            obj = _RestrictedUnpickler(f, path, budget).load()
         except UnsafePickleError:
             raise
         except Exception as e:  # truncated / not a pickle

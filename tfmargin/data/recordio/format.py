@@ -120,12 +120,16 @@ def read_property(directory):
     path = os.path.join(directory, "property")
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        text = f.readline().strip()
+    try:
+        with open(path, encoding="ascii") as f:
+            text = f.readline(256).strip()
+    except UnicodeDecodeError:
+        raise RecordIOError(f"{path}: not text; expected 'num_classes,height,width'") from None
     try:
         values = [int(v) for v in text.split(",")]
-        if len(values) != 3:
+        if len(values) != 3 or min(values) < 1:
             raise ValueError
     except ValueError:
-        raise RecordIOError(f"{path}: expected 'num_classes,height,width', got {text!r}") from None
+        raise RecordIOError(f"{path}: expected 'num_classes,height,width' (positive integers), "
+                            f"got {text!r}") from None
     return tuple(values)

@@ -116,6 +116,10 @@ class RecordIO:
             cflag, length = lrec >> 29, lrec & LENGTH_MASK
             padded = length + (-length % 4)
             need = pos + 8 + padded
+            if offset + need > self.size:  # before reading: a damaged length asks for gigabytes
+                raise RecordIOError(
+                    f"{self.path}: truncated record at byte offset {offset + pos}: its chunk "
+                    f"announces {length} bytes but the file ends at byte {self.size}")
             if need > len(buf):
                 more = self._pread(need - len(buf), offset + len(buf))
                 buf += more
