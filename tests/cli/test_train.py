@@ -36,7 +36,9 @@ def test_recipe_parses_and_validates(recipe):
     triplet = "triplet" in os.path.basename(recipe)
     # the triplet students fine-tune as Feng et al. do: lr 1e-3, K = 18 images per identity
     assert (config.lr, config.momentum, config.weight_decay, config.batch_size) == (
-        0.001 if triplet else 0.1, 0.9, 5e-4, 504 if triplet else 512)
+        0.001 if triplet else 0.1, 0.9, 5e-4, 576 if triplet else 512)
+    if triplet:  # each of 8 mirrored replicas gets whole groups of K
+        assert config.strategy == "mirrored" and config.batch_size // 8 % 18 == 0
     assert config.lr_steps == (100_000, 160_000, 220_000) and config.lr_schedule == "piecewise"
     assert config.val_bin not in config.test_bins
     if os.path.basename(recipe).startswith("teacher"):

@@ -10,7 +10,6 @@ import pytest
 
 from tests.train import tiny
 from tfmargin.compare import CompareConfig, CompareError, run_comparison
-from tfmargin.compare.stats import mean_ci
 
 ARMS = ("arcface", "arcdistill_md_mean", "margin_distillation")
 
@@ -123,10 +122,46 @@ def test_resumes_without_retraining(setup):
         "margin_distillation"]["mean"]
 
 
-def test_refuses_to_mix_recipes(setup):
+def test_refuses_to_mix_recipes(setup, tmp_path):
     config, _, _ = setup
-    with pytest.raises(CompareError, match=r"output_dir: .*seed0.json holds a run of another "):
+    before = open(os.path.join(config.output_dir, "results.md")).read()
+    with pytest.raises(CompareError, match=r"output_dir: .*seed0.json holds a run of another "
+                                           r"recipe"):
         run_comparison(config.replace(lr=0.01), log=lambda *a: None)
+    # other held-out identities: the same recipe, but the numbers would measure other people
+    with np.load(config.identification) as z:
+        arrays = dict(z)
+    arrays["probe"] = arrays["probe"][:, ::-1].copy()  # mirrored probes: another set
+    np.savez(tmp_path / "other.npz", **arrays)
+    with pytest.raises(CompareError, match=r"holds a run of another held_out"):
+        run_comparison(config.replace(identification=str(tmp_path / "other.npz")),
+                       log=lambda *a: None)
+    # nothing was rewritten on the way
+    assert open(os.path.join(config.output_dir, "results.md")).read() == before
+    # what does not change the numbers does not invalidate them
+    logs = []
+    run_comparison(config.replace(verbose=1), log=logs.append)
+    assert not any("steps of" in line for line in logs)
+
+
+def test_a_student_of_another_recipe_starts_over(setup):
+    from tfmargin.compare import get_arm, run_one
+    from tfmargin.compare.run import _Inputs, _held_out
+    from tfmargin.distill import load_teacher_signal
+
+    config, results, _ = setup
+    other = config.replace(output_dir=config.output_dir + "-other", lr=0.02)
+    signal = load_teacher_signal(results["signal"])
+    held = _held_out(config)
+    arm = get_arm("arcface")
+    # the directory other would train in holds the first config's finished student
+    logs = []
+    record = run_one(other, arm, 0, signal, 0.3, held, _Inputs(signal, held), logs.append)
+    assert any("holds another recipe's student; starting it over" in line for line in logs)
+    assert any("steps of" in line for line in logs)
+    assert record["recipe"]["lr"] == 0.02
+    with open(os.path.join(other.student_dir("arcface", 0), "config.json")) as f:
+        assert json.load(f)["lr"] == 0.02
 
 
 @pytest.mark.parametrize("changes,message", [

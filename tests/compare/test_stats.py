@@ -49,3 +49,9 @@ def test_paired_difference_uses_common_seeds():
     # spread of either arm
     assert d["high"] - d["low"] < mean_ci(list(arm.values())[:3])["high"] - mean_ci(
         list(arm.values())[:3])["low"]
+
+
+def test_paired_difference_skips_non_finite_values():
+    d = paired_difference({0: 0.5, 1: float("nan"), 2: 0.7, 10: 0.9},
+                          {0: 0.4, 1: 0.5, 2: 0.6, 10: 0.8})
+    assert d["seeds"] == [0, 2, 10] and d["n"] == 3

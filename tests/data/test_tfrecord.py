@@ -130,3 +130,49 @@ def test_converter_skips_or_stops_on_corrupt(tmp_path):
         convert_to_tfrecord(rec, str(tmp_path / "out2"), progress=False, strict=True)
     assert not os.path.exists(tmp_path / "out2" / "dataset.json")  # nothing half-written kept
     assert not [n for n in os.listdir(tmp_path / "out2") if n.endswith(".tfrecord")]
+
+
+def _damaged_copy(shards, tmp_path, edit=None, empty_shard=False):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(shards["dir"], out)
+    meta_path = out / "dataset.json"
+    meta = json.loads(meta_path.read_text())
+    if edit is not None:
+        text = edit(meta)
+        meta_path.write_text(text if isinstance(text, str) else json.dumps(meta))
+    if empty_shard:
+        (out / meta["shards"][0]).write_bytes(b"")
+    return out
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda m: "{not json", r"dataset.json: not valid JSON"),
+    (lambda m: m.pop("shards"), r"dataset.json: 'shards' must be a non-empty list"),
+    (lambda m: m.update(shards=["/etc/hostname"]), r"shard '/etc/hostname' is not a file name "),
+    (lambda m: m.update(shards=["../x.tfrecord"]), r"shard '../x.tfrecord' is not a file name "),
+    (lambda m: m.update(num_classes=0), r"dataset.json: num_classes must be a positive integer"),
+    (lambda m: m.update(counts=[1, 2]), r"dataset.json: 'counts' must list one count per shard"),
+    (lambda m: m.update(num_examples=7), r"num_examples 7 is not the sum of the shard counts"),
+    (lambda m: m.update(counts=[-1, 0, 41]), r"each count must be a non-negative integer"),
+    (lambda m: m.update(teacher_flip="yes"), r"teacher_flip must be true or false"),
+])
+def test_a_damaged_dataset_json_is_named(shards, tmp_path, edit, message):
+    from tfmargin.data.tfrecord import TFRecordError
+
+    out = _damaged_copy(shards, tmp_path, edit)
+    with pytest.raises(TFRecordError, match=message):
+        train_dataset(str(out), 8, repeat=True)
+
+
+def test_an_empty_shard_is_an_error_not_a_hang(shards, tmp_path):
+    from tfmargin.data.tfrecord import TFRecordError
+
+    out = _damaged_copy(shards, tmp_path, empty_shard=True)
+    with pytest.raises(TFRecordError, match=r"-of-00003.tfrecord: empty, but dataset.json "
+                                            r"counts \d+ records in it"):
+        train_dataset(str(out), 8, repeat=True)
+    os.remove(out / "dataset.json")  # without metadata: named as well
+    with pytest.raises(TFRecordError, match=r"\.tfrecord: empty TFRecord shard"):
+        tfrecord_dataset(str(out))

@@ -74,7 +74,8 @@ class CompareConfig:
                 raise CompareError(f"{field}: {getattr(self, field)} does not exist")
         if check_files and self.val_bin and not os.path.exists(self.val_bin):
             raise CompareError(f"val_bin: {self.val_bin} does not exist")
-        self.recipe(get_arm(CONTROL), self.seeds[0], "signal", 0.35)  # checks the schedule
+        for name in self.arms:  # every arm's schedule, before hours of work
+            self.recipe(get_arm(name), self.seeds[0], "signal", 0.35)
         return self
 
     def student_dir(self, arm, seed):

@@ -85,13 +85,21 @@ def format_markdown(results):
         lines.append(f"| {name} | {n} | "
                      + " | ".join(_interval(a["vs_control"][m], True) for m in METRICS) + " |")
     c, h, st = results["config"], results["held_out"], results["status"]
+    exceptions = []
+    for name in arms:
+        arm = get_arm(name)
+        if arm.init_from:
+            k = arm.images_per_identity
+            exceptions.append(f"`{name}` fine-tunes that seed's `{arm.init_from}` student at lr "
+                              f"{arm.lr:g}" + (f" over P x K batches of K = {k}" if k else ""))
     lines += [
         "",
         f"Students: {c['backbone']}, {c['steps']} steps of {c['batch_size']}, cosine LR "
         f"{c['lr']:g} (warm-up {c['lr_warmup_steps']}), scale {c['scale']}, softmax warm-up "
         f"{c['softmax_warmup_steps']} + margin ramp {c['margin_ramp_steps']} steps for every "
         f"margin arm, the final weights (no selection). MarginDistillation's mean margin: "
-        f"{results['md_mean_margin']:.4f} rad. Means over seeds with Student-t 95 % intervals.",
+        f"{results['md_mean_margin']:.4f} rad. Means over seeds with Student-t 95 % intervals."
+        + (f" Except: {'; '.join(exceptions)}." if exceptions else ""),
         f"Held out: {h['test_bin']} ({h['test_pairs']} pairs, 10 folds) for the accuracy; "
         f"{h['identification']} ({h['pairwise_images']} images of "
         f"{h['pairwise_identities']} identities, every pair) for TAR@FAR and rank-1 "

@@ -64,9 +64,12 @@ def mean_ci(values, confidence=0.95):
 
 
 def paired_difference(arm, control, confidence=0.95):
-    """mean_ci of arm[seed] - control[seed] over the seeds both have ({seed: value} dicts),
-    plus "seeds": the seeds used."""
-    seeds = sorted(set(arm) & set(control), key=str)
+    """mean_ci of arm[seed] - control[seed] over the seeds where both have a finite value
+    ({seed: value} dicts), plus "seeds": those seeds."""
+    def finite(v):
+        return v is not None and math.isfinite(v)
+
+    seeds = sorted(s for s in set(arm) & set(control) if finite(arm[s]) and finite(control[s]))
     out = mean_ci([arm[s] - control[s] for s in seeds], confidence)
     out["seeds"] = seeds
     return out

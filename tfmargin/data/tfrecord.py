@@ -18,8 +18,66 @@ import numpy as np
 import tensorflow as tf
 
 from tfmargin.atomic import AllOrNothing, write_json
+from tfmargin.errors import TfmarginError
 
 METADATA = "dataset.json"
+
+
+class TFRecordError(TfmarginError, ValueError):
+    """TFRecord shards or their dataset.json that cannot be trusted; the message names the
+    file (and the field or shard)."""
+
+
+def _count(value, path, field, positive=False):
+    if isinstance(value, bool) or not isinstance(value, int) or value < (1 if positive else 0):
+        raise TFRecordError(f"{path}: {field} must be a {'positive' if positive else 'non-negative'}"
+                            f" integer, got {value!r}")
+    return value
+
+
+def read_metadata(directory):
+    """dataset.json of a shard directory, checked (types, counts, shard names that stay inside
+    the directory, no empty shard where records are counted); None when there is none."""
+    path = os.path.join(directory, METADATA)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise TFRecordError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise TFRecordError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    shards = meta.get("shards")
+    if not isinstance(shards, list) or not shards or not all(isinstance(n, str) for n in shards):
+        raise TFRecordError(f"{path}: 'shards' must be a non-empty list of file names")
+    for name in shards:
+        if os.path.basename(name) != name or name in ("", ".", ".."):
+            raise TFRecordError(f"{path}: shard {name!r} is not a file name inside "
+                                f"{directory}; shards must sit beside dataset.json")
+    counts = meta.get("counts")
+    if counts is not None:
+        if not isinstance(counts, list) or len(counts) != len(shards):
+            raise TFRecordError(f"{path}: 'counts' must list one count per shard")
+        for c in counts:
+            _count(c, path, "each count")
+    for field in ("num_examples", "num_classes", "teacher_dim", "image_size"):
+        if meta.get(field) is not None:
+            _count(meta[field], path, field, positive=field != "num_examples")
+    if counts is not None and meta.get("num_examples") is not None \
+            and sum(counts) != meta["num_examples"]:
+        raise TFRecordError(f"{path}: num_examples {meta['num_examples']} is not the sum of the "
+                            f"shard counts ({sum(counts)})")
+    if not isinstance(meta.get("teacher_flip", False), bool):
+        raise TFRecordError(f"{path}: teacher_flip must be true or false")
+    for i, name in enumerate(shards):
+        shard = os.path.join(directory, name)
+        if not os.path.isfile(shard):
+            raise TFRecordError(f"{path}: lists shard {shard}, which does not exist")
+        if counts is not None and counts[i] and os.path.getsize(shard) == 0:
+            raise TFRecordError(f"{shard}: empty, but {METADATA} counts {counts[i]} records in "
+                                "it")
+    return meta
 
 
 def shard_name(prefix, index, count):
@@ -124,28 +182,19 @@ def tfrecord_files(source):
     source = os.fspath(source)
     if os.path.isdir(source):
         directory = source
-        meta_path = os.path.join(source, METADATA)
-        meta = None
-        if os.path.exists(meta_path):
-            with open(meta_path) as f:
-                meta = json.load(f)
-            files = [os.path.join(source, n) for n in meta["shards"]]
-            missing = [f for f in files if not os.path.exists(f)]
-            if missing:
-                raise ValueError(f"{meta_path}: lists shard {missing[0]}, which does not exist")
-            return files, meta
+        meta = read_metadata(source)
+        if meta is not None:
+            return [os.path.join(source, n) for n in meta["shards"]], meta
         files = sorted(glob.glob(os.path.join(source, "*.tfrecord")))
     else:
         files = sorted(glob.glob(source))
         directory = os.path.dirname(files[0]) if files else ""
     if not files:
-        raise ValueError(f"{source}: no TFRecord shards found")
-    meta = None
-    meta_path = os.path.join(directory, METADATA)
-    if os.path.exists(meta_path):
-        with open(meta_path) as f:
-            meta = json.load(f)
-    return files, meta
+        raise TFRecordError(f"{source}: no TFRecord shards found")
+    empty = [f for f in files if os.path.getsize(f) == 0]
+    if empty:  # a stream of nothing would spin forever once repeated
+        raise TFRecordError(f"{empty[0]}: empty TFRecord shard")
+    return files, read_metadata(directory)
 
 
 def infer_features(files):

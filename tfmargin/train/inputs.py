@@ -108,12 +108,8 @@ def _tf_stream(config, signal, input_context, num_classes, seed, with_teacher, s
             raise ConfigError(f"flip: method {config.method} reads the teacher's embeddings "
                               "of the unflipped images; train it with --flip=false")
         teacher = teacher_by_position(signal, config.data) if with_teacher else False
-        try:
-            return train_dataset(config.data, config.batch_size,
-                                 **{**common, "teacher": teacher},
-                                 images_per_identity=config.images_per_identity)
-        except ValueError as e:
-            raise ConfigError(f"images_per_identity: {e}") from None
+        return train_dataset(config.data, config.batch_size, **{**common, "teacher": teacher},
+                             images_per_identity=config.images_per_identity)
     source = signal_source(signal) if signal is not None else config.data
     return train_dataset(source, config.batch_size, shuffle=True,
                          shuffle_buffer=config.shuffle_buffer, **common)

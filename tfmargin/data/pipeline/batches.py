@@ -57,7 +57,9 @@ def train_dataset(source, batch_size, *, image_size=112, shuffle=True, shuffle_b
     images_per_identity: K > 0 gives P x K batches (P = batch_size / K identities, K images
         each, images i*K .. i*K+K-1 of one identity) drawn from the identity index of a .rec /
         folder source (tfmargin.data.sampling); an epoch is then every identity's images in
-        groups of K. A skipped corrupt image shifts the groups after it in its batch.
+        groups of K. A corrupt image that is skipped shifts every later group by one place, so
+        from there on each batch starts and ends with a split group (those images lose some of
+        their positives; the triplet losses use only pairs that share a label).
 
     The returned dataset has `.stats` (PipelineStats), `.num_examples` (images per epoch for
     this shard), `.num_classes` and `.teacher_dim`.

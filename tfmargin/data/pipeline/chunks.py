@@ -31,7 +31,6 @@ def indexed_chunks(src, positions, *, shuffle, flip, seed, repeat, read_chunk, t
                     images_per_identity=0):
     """Chunks {image, label, key, flip, teacher?, teacher_flip?} of a .rec / folder source;
     with images_per_identity=K each pass is in P x K identity order (tfmargin.data.sampling)."""
-    n = len(positions)
     pos_t = tf.constant(positions, tf.int64)
     if images_per_identity:
         from tfmargin.data.sampling import identity_groups
