@@ -193,6 +193,37 @@ def test_a_broken_property_file_is_named(tmp_path, text):
     assert read_property(str(tmp_path)) == (14, 112, 112)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), 2.5, -3.0])
+def test_a_label_that_is_not_a_class_is_named(tmp_path, bad):
+    path = str(tmp_path / "t.rec")
+    with RecordIOWriter(path) as w:
+        w.write(b"a" * 10, 0)
+        w.write(b"b" * 10, 1)
+    second = reference_parse_offsets(tmp_path / "t.idx")[1]
+    with open(path, "r+b") as f:  # the IRHeader's float label sits after flag (4 bytes)
+        f.seek(second + 8 + 4)
+        f.write(struct.pack("<f", bad))
+    with RecordIO(path) as r:
+        for read in (lambda: r.read(1), r.labels, lambda: r.read_packed([0, 1])):
+            with pytest.raises(LabelError, match=f"^{path}: record 1 has label "):
+                read()
+
+
+@pytest.mark.parametrize("text,message", [
+    ("0\t0\n1\t99999999999999999999999\n", r"t.idx:2: expected 'key<TAB>offset'"),
+    ("0\t0\n-1\t4\n", r"t.idx:2: expected 'key<TAB>offset'"),
+    ("", r"t.idx: empty index"),
+    ("0\t0\n0\t0\n", r"t.idx: a key is listed twice"),
+])
+def test_a_broken_idx_is_named(tmp_path, text, message):
+    path = str(tmp_path / "t.rec")
+    with RecordIOWriter(path) as w:
+        w.write(b"a" * 10, 0)
+    (tmp_path / "t.idx").write_text(text)
+    with pytest.raises(RecordIOError, match=message):
+        RecordIO(path)
+
+
 def reference_parse_offsets(idx_path):
     return [int(line.split("\t")[1]) for line in open(idx_path)]
 

@@ -107,11 +107,18 @@ def read_idx(idx_path):
                 continue
             parts = line.split()
             try:
-                keys.append(int(parts[0]))
-                offsets.append(int(parts[1]))
+                key, offset = int(parts[0]), int(parts[1])
+                if not (0 <= key < 2 ** 63 and 0 <= offset < 2 ** 63):
+                    raise ValueError
             except (IndexError, ValueError):
-                raise RecordIOError(f"{idx_path}:{lineno}: expected 'key<TAB>offset', got "
-                                    f"{line[:60]!r}") from None
+                raise RecordIOError(f"{idx_path}:{lineno}: expected 'key<TAB>offset' (two "
+                                    f"non-negative integers), got {line[:60]!r}") from None
+            keys.append(key)
+            offsets.append(offset)
+    if not keys:
+        raise RecordIOError(f"{idx_path}: empty index (no records)")
+    if len(set(keys)) != len(keys):
+        raise RecordIOError(f"{idx_path}: a key is listed twice")
     return np.asarray(keys, np.int64), np.asarray(offsets, np.int64)
 
 

@@ -1,5 +1,6 @@
 """RecordIO: the reader."""
 
+import math
 import os
 import struct
 import threading
@@ -151,9 +152,10 @@ class RecordIO:
         flag, label, labels, rid, id2, image = fields
         meta = flag == 2 and not image  # header / identity record
         value = 0 if meta else class_of(flag, label, labels, self.label_index)
-        cls = int(value)
+        cls = int(value) if math.isfinite(value) else -1  # NaN / inf: refused just below
         if not meta:
-            if cls != value or (self.num_classes is not None and not 0 <= cls < self.num_classes):
+            if cls != value or cls < 0 or (self.num_classes is not None
+                                           and cls >= self.num_classes):
                 bound = f"0..{self.num_classes - 1}" if self.num_classes else "a non-negative int"
                 raise LabelError(f"{self.path}: record {key} has label {value:g}, outside {bound}")
         return Record(int(key), cls, labels, image, flag, rid, id2)
@@ -295,7 +297,7 @@ class RecordIO:
                     if flag:
                         at = self._offset(key) + 8 + IR_SIZE + 4 * (self.label_index % flag)
                         label = struct.unpack("<f", self._pread(4, at))[0]
-                    cls = int(label)
+                    cls = int(label) if math.isfinite(label) else -1
                     if cls == label and cls >= 0 and (self.num_classes is None
                                                       or cls < self.num_classes):
                         out[n] = cls
