@@ -126,6 +126,54 @@ def test_insightface_header_records(tmp_path, rng):
         assert [rec.label for rec in r] == [0, 0, 1, 1, 2, 2, 2]
 
 
+def _insightface(tmp_path, rng):
+    items = [(lab, rng.bytes(50)) for lab in [2, 0, 1, 0, 2, 2, 1]]  # images 1..7, ids 8..10
+    write_insightface_dataset(str(tmp_path), items, image_size=112)
+    idx = {int(k): int(o) for k, o in (line.split("\t") for line in open(tmp_path / "train.idx"))}
+    return str(tmp_path / "train.rec"), idx
+
+
+def _poke_labels(path, offset, *values):  # the float labels after the 24-byte IRHeader
+    with open(path, "r+b") as f:
+        f.seek(offset + 8 + 24)
+        f.write(struct.pack(f"<{len(values)}f", *values))
+
+
+@pytest.mark.parametrize("values,message", [
+    ((8.0, 71.0), r"train.idx: the header record says keys 0..70 .* but key 11 is missing"),
+    ((-1.0, 11.0), r"header record 0 gives images 1..-2 and identities -1..10: impossible"),
+    ((8.5, 11.0), r"header record 0 holds \(8.5, 11.0\), not two integer keys"),
+    ((float("nan"), 11.0), r"header record 0 holds \(nan, 11.0\)"),
+])
+def test_a_damaged_header_record_is_named(tmp_path, rng, values, message):
+    path, idx = _insightface(tmp_path, rng)
+    _poke_labels(path, idx[0], *values)
+    with pytest.raises(RecordIOError, match=message):
+        RecordIO(path)
+
+
+def test_header_and_property_must_agree(tmp_path, rng):
+    path, _ = _insightface(tmp_path, rng)
+    (tmp_path / "property").write_text("14,112,112\n")
+    with pytest.raises(RecordIOError, match=r"header record counts 3 identities but property "
+                                            r"says 14"):
+        RecordIO(path)
+
+
+def test_damaged_identity_records_and_index_are_named(tmp_path, rng):
+    path, idx = _insightface(tmp_path, rng)
+    _poke_labels(path, idx[9], -1.0, 41.0)
+    with RecordIO(path) as r:
+        with pytest.raises(RecordIOError, match=r"identity record 9 gives images \(-1.0, 41.0\)"):
+            r.identity_ranges()
+    # an .idx without record 0: the identity records must not pass for images
+    lines = [line for line in open(tmp_path / "train.idx") if not line.startswith("0\t")]
+    (tmp_path / "train.idx").write_text("".join(lines))
+    with RecordIO(path) as r:
+        with pytest.raises(RecordIOError, match=r"record 8 is a header / identity record"):
+            [rec.image for rec in r]
+
+
 def test_multi_float_labels(tmp_path):
     path = str(tmp_path / "m.rec")
     emb = np.linspace(-1, 1, 6).astype(np.float32)

@@ -70,7 +70,7 @@ class RecordIO:
             if 0 in self._offset_of:
                 flag, _, labels, _, _, image = self._payload_fields(0)
                 if flag == 2 and not image:
-                    self.header = (int(labels[0]), int(labels[1]))
+                    self.header = self._check_header(labels, idx_path)
             if self.header is not None:
                 first, end = self.header
                 k = self._record_keys
@@ -81,6 +81,10 @@ class RecordIO:
         self.image_size = prop[1:] if prop else None
         if self.header is not None:
             self.num_classes = self.header[1] - self.header[0]
+            if prop is not None and prop[0] != self.num_classes:
+                raise RecordIOError(f"{self.path}: its header record counts {self.num_classes} "
+                                    f"identities but property says {prop[0]}; one of them is "
+                                    "damaged")
         elif prop is not None:
             self.num_classes = prop[0]
         else:
@@ -160,10 +164,36 @@ class RecordIO:
                 raise LabelError(f"{self.path}: record {key} has label {value:g}, outside {bound}")
         return Record(int(key), cls, labels, image, flag, rid, id2)
 
+    def _check_header(self, labels, idx_path):
+        """insightface's header record: images are keys 1..first-1, identity records keys
+        first..end-1, all in the .idx; anything else means a damaged file."""
+        where = f"{self.path}: header record 0"
+        if len(labels) < 2 or not all(math.isfinite(v) and v == int(v) for v in labels[:2]):
+            raise RecordIOError(f"{where} holds {tuple(labels)[:2]}, not two integer keys")
+        first, end = int(labels[0]), int(labels[1])
+        if not 1 <= first < end:
+            raise RecordIOError(f"{where} gives images 1..{first - 1} and identities "
+                                f"{first}..{end - 1}: impossible ranges")
+        listed = self._record_keys
+        expected = np.arange(0, end)
+        if len(listed) != end or not np.array_equal(listed, expected):
+            missing = np.setdiff1d(expected, listed)
+            extra = np.setdiff1d(listed, expected)
+            what = (f"key {missing[0]} is missing" if missing.size
+                    else f"it lists key {extra[0]} beyond them")
+            raise RecordIOError(f"{idx_path}: the header record says keys 0..{end - 1} (images "
+                                f"1..{first - 1}, identities {first}..{end - 1}), but {what}")
+        return first, end
+
     # -- public -----------------------------------------------------------------------------
     def read(self, key):
-        """The Record with this key (needs the .idx)."""
-        return self._make_record(key, self._payload_fields(key))
+        """The Record with this key (needs the .idx). An image key that holds a header or
+        identity record (a .idx without insightface's header, or a damaged one) is an error."""
+        record = self._make_record(key, self._payload_fields(key))
+        if is_meta(record) and (self.header is None or 1 <= int(key) < self.header[0]):
+            raise RecordIOError(f"{self.path}: record {key} is a header / identity record, not "
+                                "an image; the .idx or the header record 0 is damaged")
+        return record
 
     def read_many(self, keys):
         """[(image bytes, class id)] for `keys` (see read_packed)."""
@@ -280,8 +310,14 @@ class RecordIO:
         first, end = self.header
         out = np.zeros((end - first, 2), np.int64)
         for i, key in enumerate(range(first, end)):
-            flag, _, labels, _, _, _ = self._payload_fields(key)
-            out[i] = labels[:2]
+            flag, _, labels, _, _, image = self._payload_fields(key)
+            ok = flag == 2 and not image and all(math.isfinite(v) and v == int(v)
+                                                 for v in labels[:2])
+            if ok:
+                out[i] = labels[:2]
+            if not ok or not 1 <= out[i, 0] <= out[i, 1] <= first:
+                raise RecordIOError(f"{self.path}: identity record {key} gives images "
+                                    f"{tuple(labels[:2])}, not a range inside 1..{first - 1}")
         return out
 
     def labels(self):
