@@ -176,3 +176,37 @@ def test_an_empty_shard_is_an_error_not_a_hang(shards, tmp_path):
     os.remove(out / "dataset.json")  # without metadata: named as well
     with pytest.raises(TFRecordError, match=r"\.tfrecord: empty TFRecord shard"):
         tfrecord_dataset(str(out))
+
+
+def test_check_shards_names_the_shard_and_record(shards, tmp_path):
+    from tfmargin.data.tfrecord import TFRecordError, check_shards
+
+    assert check_shards(shards["dir"]) == 40
+    out = _damaged_copy(shards, tmp_path)
+    meta = json.loads((out / "dataset.json").read_text())
+    second = out / meta["shards"][1]
+    data = bytearray(second.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # a flipped byte: the record's CRC no longer matches
+    second.write_bytes(bytes(data))
+    with pytest.raises(TFRecordError, match=rf"{second}: record \d+: .*corrupted record"):
+        check_shards(str(out))
+    with pytest.raises(tf.errors.DataLossError):  # what TensorFlow says on its own
+        for _ in tfrecord_dataset(str(out)):
+            pass
+
+
+def test_check_shards_counts_and_labels(shards, tmp_path):
+    from tfmargin.data.tfrecord import TFRecordError, check_shards
+
+    out = _damaged_copy(shards, tmp_path)
+    meta = json.loads((out / "dataset.json").read_text())
+    first = out / meta["shards"][0]
+    records = list(tf.data.TFRecordDataset(str(first)))
+    with tf.io.TFRecordWriter(str(first)) as w:  # one record fewer, cut at a record boundary
+        for raw in records[:-1]:
+            w.write(raw.numpy())
+    with pytest.raises(TFRecordError, match=rf"{first}: holds {len(records) - 1} records but "
+                                            rf"dataset.json counts {len(records)}"):
+        check_shards(str(out))
+    with pytest.raises(TFRecordError, match=rf"{first}: record 0 has label \d+, outside 0..0"):
+        check_shards(str(out), num_classes=1)

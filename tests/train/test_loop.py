@@ -182,3 +182,20 @@ def test_train_counts_and_names_corrupt_images(tiny_config, synthetic, tmp_path)
     assert result.stats.skipped == 1
     assert result.stats.skipped_records == [f"{bad / 'train.rec'}: record {bad_key}"]
     assert any(f"record {bad_key}" in line and "skipped 1 corrupt" in line for line in lines)
+
+
+def test_a_damaged_shard_is_named_not_a_tensorflow_error(tiny_config, synthetic, tmp_path):
+    from tfmargin.data.convert import convert_to_tfrecord
+    from tfmargin.data.tfrecord import TFRecordError
+
+    out = tmp_path / "shards"
+    convert_to_tfrecord(str(synthetic / "train.rec"), str(out), num_shards=2, seed=0,
+                        progress=False)
+    shard = sorted(out.glob("*.tfrecord"))[1]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    config = tiny_config.replace(role="teacher", data=str(out), teacher_signal="",
+                                 output_dir=str(tmp_path / "run"), steps=2, steps_per_epoch=1)
+    with pytest.raises(TFRecordError, match=rf"^{shard}: record \d+: .*corrupted record"):
+        train(config, log=lambda *a: None)

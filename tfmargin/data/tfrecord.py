@@ -232,3 +232,41 @@ def tfrecord_dataset(source, *, teacher=True):
     spec = feature_spec(dim if teacher else None, flip)
     ds = tf.data.TFRecordDataset(files)
     return ds.map(lambda s: tf.io.parse_single_example(s, spec))
+
+
+def check_shards(source, num_classes=None):
+    """Read every record of every shard of `source` in Python and check it: it parses, its
+    label is in 0..num_classes-1 (default: dataset.json's num_classes), its image is not empty,
+    and each shard holds the records dataset.json counts. TFRecordError naming the shard and
+    the record's position in it on the first problem; returns the total record count. What a
+    training stream's edge calls to name the shard behind one of TensorFlow's errors (which
+    say "corrupted record at 184831" but not where), and what a user may call on shards of
+    unknown provenance."""
+    files, meta = tfrecord_files(source)
+    meta = meta or {}
+    num_classes = num_classes or meta.get("num_classes")
+    dim, flip = (meta.get("teacher_dim"), meta.get("teacher_flip", False)) if meta \
+        else infer_features(files)
+    spec = feature_spec(dim, flip)
+    counts = meta.get("counts")
+    total = 0
+    for i, path in enumerate(files):
+        n = 0
+        try:
+            for raw in tf.data.TFRecordDataset(path):
+                e = tf.io.parse_single_example(raw, spec)
+                label = int(e["label"])
+                if label < 0 or (num_classes and label >= num_classes):
+                    raise TFRecordError(f"{path}: record {n} has label {label}, outside "
+                                        f"0..{num_classes - 1 if num_classes else 'inf'}")
+                if not len(e["image"].numpy()):
+                    raise TFRecordError(f"{path}: record {n} has an empty image")
+                n += 1
+        except tf.errors.OpError as e:
+            message = (e.message or type(e).__name__).splitlines()[0]
+            raise TFRecordError(f"{path}: record {n}: {message}") from None
+        if counts is not None and n != counts[i]:
+            raise TFRecordError(f"{path}: holds {n} records but {METADATA} counts {counts[i]} "
+                                "(truncated or replaced)")
+        total += n
+    return total

@@ -22,7 +22,11 @@ from tfmargin.data import images as codec
 from tfmargin.errors import TfmarginError
 
 
-class UnsafePickleError(TfmarginError, pickle.UnpicklingError, ValueError):
+class VerificationBinError(TfmarginError, ValueError):
+    """A .bin that is not a well-formed verification set; the message names the file."""
+
+
+class UnsafePickleError(VerificationBinError, pickle.UnpicklingError):
     """A .bin pickle that refers to anything outside what the format needs."""
 
 
@@ -126,7 +130,7 @@ def _as_bytes(item, i, path):
         return bytes(item)
     if isinstance(item, np.ndarray) and item.dtype == np.uint8:
         return item.tobytes()
-    raise ValueError(f"{path}: image {i} is a {type(item).__name__}"
+    raise VerificationBinError(f"{path}: image {i} is a {type(item).__name__}"
                      f"{' of ' + str(item.dtype) if isinstance(item, np.ndarray) else ''}, "
                      "expected encoded bytes or a uint8 array")
 
@@ -141,20 +145,24 @@ def load_verification_encoded(path):
         except UnsafePickleError:
             raise
         except Exception as e:  # truncated / not a pickle
-            raise ValueError(f"{path}: not a verification .bin pickle ({type(e).__name__}: "
+            raise VerificationBinError(f"{path}: not a verification .bin pickle ({type(e).__name__}: "
                              f"{e})") from None
     if not (isinstance(obj, (tuple, list)) and len(obj) == 2):
-        raise ValueError(f"{path}: expected a pickled (bins, issame_list) pair, got "
+        raise VerificationBinError(f"{path}: expected a pickled (bins, issame_list) pair, got "
                          f"{type(obj).__name__}")
     bins, issame = obj
     if isinstance(issame, np.ndarray):
-        issame = issame.tolist()
-    if not all(isinstance(x, (bool, int, np.bool_, np.integer)) for x in issame):
-        raise ValueError(f"{path}: issame_list must hold booleans")
+        issame = issame.reshape(-1).tolist()
+    if not isinstance(bins, (list, tuple)) or not isinstance(issame, (list, tuple)):
+        raise VerificationBinError(f"{path}: expected lists of images and of booleans, got "
+                         f"{type(bins).__name__} and {type(issame).__name__}")
+    if not all(isinstance(x, (bool, int, np.bool_, np.integer)) and x in (0, 1)
+               for x in issame):
+        raise VerificationBinError(f"{path}: issame_list must hold booleans")
     issame = np.asarray(issame, dtype=bool).reshape(-1)
     encoded = [_as_bytes(item, i, path) for i, item in enumerate(bins)]
     if len(encoded) != 2 * len(issame):
-        raise ValueError(f"{path}: {len(encoded)} images for {len(issame)} pairs (expected "
+        raise VerificationBinError(f"{path}: {len(encoded)} images for {len(issame)} pairs (expected "
                          f"{2 * len(issame)})")
     return encoded, issame
 
@@ -185,7 +193,7 @@ def save_verification_bin(path, images_or_encoded, issame, quality=95):
     else:
         bins = [_as_bytes(item, i, path) for i, item in enumerate(images_or_encoded)]
     if len(bins) != 2 * len(issame):
-        raise ValueError(f"{path}: {len(bins)} images for {len(issame)} pairs (expected "
+        raise VerificationBinError(f"{path}: {len(bins)} images for {len(issame)} pairs (expected "
                          f"{2 * len(issame)})")
     buf = io.BytesIO()
     pickle.dump((bins, issame), buf, protocol=4)

@@ -17,6 +17,7 @@ Output directory:
                         command resumes from the last finished epoch (steps_per_epoch steps)
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -128,8 +129,9 @@ def _train(config, signal, data, callbacks, log):
         cbs.append(skipped_images_report(stats, log))
     cbs += list(callbacks)
     epochs = config.steps // config.steps_per_epoch
-    fit = built.model.fit(data, epochs=epochs, steps_per_epoch=config.steps_per_epoch, shuffle=False,
-                          callbacks=cbs, verbose=config.verbose)
+    with _named_data_errors(config, signal):
+        fit = built.model.fit(data, epochs=epochs, steps_per_epoch=config.steps_per_epoch,
+                              shuffle=False, callbacks=cbs, verbose=config.verbose)
     if guard.message:
         raise TrainingDiverged(guard.message)
     _save_model(built.backbone, paths["backbone"])
@@ -144,6 +146,29 @@ def _train(config, signal, data, callbacks, log):
             + ("; ..." if len(stats.skipped_records) > 20 else ""))
     return TrainResult(built.model, built.backbone, built.head, fit.history, best, paths,
                        start_step, stats)
+
+
+@contextlib.contextmanager
+def _named_data_errors(config, signal):
+    """TensorFlow's errors from inside the input pipeline ("corrupted record at 184831", "Key:
+    label. Data types don't match") name no file: at this edge, find the shard and record
+    behind them and raise that instead."""
+    try:
+        import tensorflow as tf
+    except ImportError:  # the JAX path without TensorFlow reads .npz feeds only
+        yield
+        return
+    try:
+        yield
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+        from tfmargin.data.sources import source_kind
+        from tfmargin.data.tfrecord import check_shards
+
+        source = signal.directory if signal is not None and not config.triplet else config.data
+        if is_npz(source) or source_kind(source) != "tfrecord":
+            raise
+        check_shards(source)  # raises TFRecordError naming the shard and record
+        raise
 
 
 def _stream(config, signal, strategy, start_step, num_classes, stats=None):
