@@ -148,27 +148,16 @@ def _train(config, signal, data, callbacks, log):
                        start_step, stats)
 
 
-@contextlib.contextmanager
 def _named_data_errors(config, signal):
     """TensorFlow's errors from inside the input pipeline ("corrupted record at 184831", "Key:
-    label. Data types don't match") name no file: at this edge, find the shard and record
-    behind them and raise that instead."""
-    try:
-        import tensorflow as tf
-    except ImportError:  # the JAX path without TensorFlow reads .npz feeds only
-        yield
-        return
-    try:
-        yield
-    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-        from tfmargin.data.sources import source_kind
-        from tfmargin.data.tfrecord import check_shards
+    label. Data types don't match") name no file: at this edge they become one line naming the
+    source's file and record (tfmargin.data.pipeline.named_errors)."""
+    source = signal.directory if signal is not None and not config.triplet else config.data
+    if is_npz(source):  # the .npz feed is numpy: its errors are ours already
+        return contextlib.nullcontext()
+    from tfmargin.data.pipeline.errors import named_errors
 
-        source = signal.directory if signal is not None and not config.triplet else config.data
-        if is_npz(source) or source_kind(source) != "tfrecord":
-            raise
-        check_shards(source)  # raises TFRecordError naming the shard and record
-        raise
+    return named_errors(source)
 
 
 def _stream(config, signal, strategy, start_step, num_classes, stats=None):

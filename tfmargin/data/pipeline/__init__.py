@@ -27,12 +27,14 @@ the Keras callback from `skipped_images_report` prints them at the end of each e
 strict=True the first corrupt image stops iteration with an error naming its record.
 
 stats.py (PipelineStats and the report), chunks.py (the sources' chunk streams), decode.py
-(error-isolating decode), batches.py (train_dataset, verification_dataset).
+(error-isolating decode), batches.py (train_dataset, verification_dataset), errors.py (the
+pipeline's edge: TensorFlow's errors as one line naming the file and record).
 """
 
 from tfmargin.data.pipeline.batches import train_dataset, verification_dataset
+from tfmargin.data.pipeline.errors import DataPipelineError, named_errors
 from tfmargin.data.pipeline.decode import normalize
 from tfmargin.data.pipeline.stats import PipelineStats, skipped_images_report
 
-__all__ = ["PipelineStats", "normalize", "skipped_images_report", "train_dataset",
-           "verification_dataset"]
+__all__ = ["DataPipelineError", "PipelineStats", "named_errors", "normalize",
+           "skipped_images_report", "train_dataset", "verification_dataset"]

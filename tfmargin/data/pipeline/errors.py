@@ -1,0 +1,66 @@
+"""The pipeline's edge: TensorFlow raises what goes wrong inside a tf.data pipeline as its own
+errors (InvalidArgumentError with a page of graph context, DataLossError "corrupted record at
+184831" naming no file). `named_errors(source)` turns them into one DataPipelineError line that
+names the file, the record or shard, and what is wrong with it.
+
+    with named_errors("faces_emore"):
+        for features, labels in train_dataset("faces_emore", 512):
+            ...
+
+train() wraps its model.fit the same way.
+"""
+
+import contextlib
+import os
+
+from tfmargin.errors import TfmarginError
+
+
+class DataPipelineError(TfmarginError, ValueError):
+    """A training source that broke while it was streamed; the message names the file."""
+
+
+def _own_message(message, where):
+    """Our own in-pipeline errors (strict decode, RecordIO reads, label checks) already start
+    with the source's path: that line, without TensorFlow's wrapping."""
+    for anchor in {where, os.path.abspath(where)}:
+        at = message.find(anchor)
+        if at >= 0:
+            return message[at:].splitlines()[0].strip().rstrip("]}'\"").strip()
+    return None
+
+
+def describe(source, error):
+    """The DataPipelineError (or TFRecordError) for a TensorFlow error from `source`'s stream."""
+    from tfmargin.data.sources import source_kind
+
+    where = os.fspath(source)
+    message = getattr(error, "message", None) or str(error)
+    own = _own_message(message, where)
+    if own:
+        return DataPipelineError(own)
+    try:
+        kind = source_kind(where)
+    except ValueError:
+        kind = None
+    if kind == "tfrecord":
+        from tfmargin.data.tfrecord import TFRecordError, check_shards
+
+        try:
+            check_shards(where)  # finds the shard and record
+        except TFRecordError as e:
+            return e
+    first = next((line for line in message.splitlines() if line.strip()), type(error).__name__)
+    return DataPipelineError(f"{where}: the input pipeline failed: {first.strip()[:300]}")
+
+
+@contextlib.contextmanager
+def named_errors(source):
+    """Re-raise TensorFlow errors of the block as one line naming `source`'s file / record."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.errors.UnknownError,
+            tf.errors.OutOfRangeError, tf.errors.FailedPreconditionError) as e:
+        raise describe(source, e) from None
