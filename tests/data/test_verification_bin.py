@@ -163,3 +163,21 @@ def test_the_budget_admits_real_files(tmp_path, rng):
     path.write_bytes(pickle.dumps((encoded, [True, False]), protocol=2))
     got, issame = load_verification_encoded(path)
     assert [bytes(e) for e in encoded] == got and issame.tolist() == [True, False]
+
+
+def test_verification_dataset_names_the_image_at_its_edge(tmp_path, rng):
+    from tfmargin.data import verification_dataset
+    from tfmargin.data.images import CorruptImageError
+    from tfmargin.data.pipeline import named_errors
+
+    images = rng.integers(0, 256, (4, 112, 112, 3), dtype=np.uint8)
+    path = tmp_path / "v.bin"
+    save_verification_bin(path, images, [True, False])
+    encoded, issame = load_verification_encoded(path)
+    encoded[2] = b"\xff\xd8 not a jpeg"
+    with open(path, "wb") as f:
+        pickle.dump((encoded, issame.tolist()), f, protocol=4)
+    with pytest.raises(CorruptImageError, match=rf"^{path}: image 2: cannot decode"):
+        with named_errors(str(path)):
+            for _ in verification_dataset(str(path), batch_size=2):
+                pass

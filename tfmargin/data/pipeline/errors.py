@@ -39,6 +39,15 @@ def describe(source, error):
     own = _own_message(message, where)
     if own:
         return DataPipelineError(own)
+    if where.endswith(".bin") and os.path.isfile(where):  # verification_dataset's source
+        from tfmargin.data.images import decode_image
+        from tfmargin.data.verification_bin import load_verification_encoded
+
+        try:
+            for i, data in enumerate(load_verification_encoded(where)[0]):
+                decode_image(data, f"{where}: image {i}")
+        except TfmarginError as e:
+            return e
     try:
         kind = source_kind(where)
     except ValueError:
