@@ -89,10 +89,18 @@ def _check_bin(directory):
 def _check_shards(directory):
     from tfmargin.data.tfrecord import check_shards, tfrecord_files
 
+    from tfmargin.data import train_dataset
+    from tfmargin.data.pipeline import named_errors
+
     shards = os.path.join(directory, "shards")
     total = check_shards(shards)
     _, meta = tfrecord_files(shards)
     assert meta is None or meta.get("num_examples") in (None, total)
+    with named_errors(shards):  # and the stream a training run reads
+        ds = train_dataset(shards, 8, strict=True, seed=0)
+        for features, label in ds:
+            assert features["image"].shape[1:] == (112, 112, 3)
+            assert 0 <= int(np.min(label)) and int(np.max(label)) < ds.num_classes
 
 
 CHECKS = {"train.rec": _check_rec, "train.idx": _check_rec, "property": _check_rec,
