@@ -210,3 +210,32 @@ def test_check_shards_counts_and_labels(shards, tmp_path):
         check_shards(str(out))
     with pytest.raises(TFRecordError, match=rf"{first}: record 0 has label \d+, outside 0..0"):
         check_shards(str(out), num_classes=1)
+
+
+def test_a_shard_with_fewer_records_than_counted_fails_while_streaming(shards, tmp_path):
+    from tfmargin.data.pipeline import named_errors
+    from tfmargin.data.tfrecord import TFRecordError
+
+    out = _damaged_copy(shards, tmp_path)
+    meta = json.loads((out / "dataset.json").read_text())
+    first = out / meta["shards"][0]
+    records = list(tf.data.TFRecordDataset(str(first)))
+    with tf.io.TFRecordWriter(str(first)) as w:  # cut at a record boundary: still valid
+        for raw in records[:-1]:
+            w.write(raw.numpy())
+    with pytest.raises(TFRecordError, match=rf"{first}: holds {len(records) - 1} records but "
+                                            rf"dataset.json counts {len(records)}"):
+        with named_errors(str(out)):
+            for _ in train_dataset(str(out), 4, repeat=True).take(40):
+                pass
+
+
+def test_the_raw_reader_checks_labels_and_counts(shards, tmp_path):
+    from tfmargin.data.pipeline import DataPipelineError, named_errors
+
+    out = _damaged_copy(shards, tmp_path, edit=lambda m: m.update(num_classes=2))
+    with pytest.raises(DataPipelineError, match=rf"^{out}: record \S+: label [2-7] outside 0..1"):
+        with named_errors(str(out)):
+            for _ in tfrecord_dataset(str(out)):
+                pass
+    assert len(list(tfrecord_dataset(shards["dir"]))) == 40

@@ -223,15 +223,40 @@ def feature_spec(teacher_dim=None, teacher_flip=False):
 def tfrecord_dataset(source, *, teacher=True):
     """The reader: a Dataset of parsed records {image (encoded bytes), label int64, key,
     teacher?, teacher_flip?} in shard order, without decoding (see pipeline.train_dataset for
-    training batches)."""
+    training batches). Checked as it streams: every image non-empty, every label in
+    0..num_classes-1 and every shard as long as dataset.json counts; a failure is TensorFlow's
+    error with the source's path in it (`tfmargin.data.pipeline.named_errors` makes it one
+    line)."""
     files, meta = tfrecord_files(source)
-    if meta is not None:
+    meta = meta or {}
+    if meta:
         dim, flip = meta.get("teacher_dim"), meta.get("teacher_flip", False)
     else:
         dim, flip = infer_features(files)
     spec = feature_spec(dim if teacher else None, flip)
-    ds = tf.data.TFRecordDataset(files)
-    return ds.map(lambda s: tf.io.parse_single_example(s, spec))
+    counts, num_classes = meta.get("counts"), meta.get("num_classes")
+    if counts:
+        ds = tf.data.Dataset.from_tensor_slices((files, tf.constant(counts, tf.int64)))
+        ds = ds.flat_map(lambda path, count: tf.data.TFRecordDataset(path).apply(
+            tf.data.experimental.assert_cardinality(count)))
+    else:
+        ds = tf.data.TFRecordDataset(files)
+    where = os.fspath(source)
+
+    def parse(serialized):
+        e = tf.io.parse_single_example(serialized, spec)
+        record = tf.strings.join([f"{where}: record ", e["key"], ": "])
+        checks = [tf.debugging.Assert(tf.strings.length(e["image"]) > 0,
+                                      [tf.strings.join([record, "empty image"])])]
+        if num_classes:
+            ok = tf.logical_and(e["label"] >= 0, e["label"] < num_classes)
+            checks.append(tf.debugging.Assert(ok, [tf.strings.join(
+                [record, "label ", tf.strings.as_string(e["label"]),
+                 f" outside 0..{num_classes - 1}"])]))
+        with tf.control_dependencies(checks):
+            return {k: tf.identity(v) for k, v in e.items()}
+
+    return ds.map(parse)
 
 
 def check_shards(source, num_classes=None):

@@ -127,17 +127,26 @@ def tfrecord_chunks(source, *, shuffle, shuffle_buffer, flip, seed, repeat, read
         dim, has_flip = infer_features(files)
     if not use_teacher:
         dim, has_flip = None, False
+    # each shard must hold what dataset.json counts: a shard cut at a record boundary would
+    # otherwise just give fewer records
+    counts = (meta or {}).get("counts") or [-1] * len(files)
+    checked = min(counts) >= 0
     record_sharding = num_shards > 1 and len(files) < num_shards
     if num_shards > 1 and not record_sharding:
-        files = files[shard_index::num_shards]
-    files = tf.constant(files)
+        files, counts = files[shard_index::num_shards], counts[shard_index::num_shards]
+    files, counts = tf.constant(files), tf.constant(counts, tf.int64)
+
+    def read_shard(path, count):
+        records = tf.data.TFRecordDataset(path)
+        return records.apply(tf.data.experimental.assert_cardinality(count)) if checked \
+            else records
 
     def one_pass(r):
         # One pass over this worker's records; the shuffle buffer never spans two passes.
-        ds = tf.data.Dataset.from_tensor_slices(files)
+        ds = tf.data.Dataset.from_tensor_slices((files, counts))
         if shuffle and not record_sharding:  # record sharding needs one order on all workers
             ds = ds.shuffle(len(files), seed=r, reshuffle_each_iteration=False)
-        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
+        ds = ds.interleave(read_shard, cycle_length=min(len(files), 8),
                            block_length=16, num_parallel_calls=AUTOTUNE,
                            deterministic=deterministic)
         if record_sharding:
