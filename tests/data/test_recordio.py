@@ -141,6 +141,7 @@ def _poke_labels(path, offset, *values):  # the float labels after the 24-byte I
 
 @pytest.mark.parametrize("values,message", [
     ((8.0, 71.0), r"train.idx: the header record says keys 0..70 .* but key 11 is missing"),
+    ((8.0, 1e38), r"train.idx: the header record says keys .* but key 11 is missing"),
     ((-1.0, 11.0), r"header record 0 gives images 1..-2 and identities -1..10: impossible"),
     ((8.5, 11.0), r"header record 0 holds \(8.5, 11.0\), not two integer keys"),
     ((float("nan"), 11.0), r"header record 0 holds \(nan, 11.0\)"),

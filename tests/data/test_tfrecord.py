@@ -239,3 +239,12 @@ def test_the_raw_reader_checks_labels_and_counts(shards, tmp_path):
             for _ in tfrecord_dataset(str(out)):
                 pass
     assert len(list(tfrecord_dataset(shards["dir"]))) == 40
+
+
+def test_own_messages_are_found_only_as_paths():
+    from tfmargin.data.pipeline.errors import _own_message
+
+    tf_text = "Input dataset was expected to contain 35 elements but contained only 34."
+    assert _own_message(tf_text, "data") is None and _own_message(tf_text, "contain") is None
+    ours = "assertion failed: [data/shards: record 7: label 99 outside 0..13]"
+    assert _own_message(ours, "data/shards") == "data/shards: record 7: label 99 outside 0..13"

@@ -143,6 +143,42 @@ def _bombs():
             "_reconstruct": (_reconstruct, (np.ndarray, (2 ** 33,), b"b"))}
 
 
+class _Stateful:
+    """Pickles as _reconstruct + BUILD with a state of our choosing."""
+
+    def __init__(self, state):
+        self.state = state
+
+    def __reduce__(self):
+        from numpy._core.multiarray import _reconstruct
+
+        return (_reconstruct, (np.ndarray, (0,), b"b"), self.state)
+
+
+def test_scalars_dtypes_states_and_repeats_are_bounded(tmp_path):
+    from numpy._core.multiarray import scalar
+
+    cases = {  # (pickled object, what the refusal says)
+        "void": ([_Bomb((scalar, (np.dtype("V2000000000"),))), b"x"], "refused numpy dtype"),
+        "no_data": ([_Bomb((scalar, (np.dtype("u1"),))), b"x"], "numpy scalar without data"),
+        "object_state": ([_Stateful((1, (2 ** 31,), np.dtype("O"), False, [1])), b"x"],
+                         "refused numpy dtype object"),
+        "big_state": ([_Stateful((1, (2 ** 33,), np.dtype("u1"), False, b"")), b"x"],
+                      "asks for more than"),
+    }
+    chunk = bytearray(8 << 20)  # inside the budget once, not 100 times by reference
+    for name, (bins, words) in cases.items():
+        path = tmp_path / f"{name}.bin"
+        path.write_bytes(pickle.dumps((bins, [True]), protocol=4))
+        with pytest.raises(UnsafePickleError, match=words):
+            load_verification_encoded(path)
+    path = tmp_path / "repeat.bin"
+    path.write_bytes(pickle.dumps(([chunk] * 100, [True] * 50), protocol=2))
+    assert path.stat().st_size < (8 << 20) + 4096
+    with pytest.raises(UnsafePickleError, match="repeated references"):
+        load_verification_encoded(path)
+
+
 @pytest.mark.parametrize("kind", ["bytearray", "ndarray", "_reconstruct"])
 def test_a_small_file_cannot_allocate_gigabytes(tmp_path, kind):
     path = tmp_path / f"{kind}.bin"

@@ -270,8 +270,11 @@ def check_shards(source, num_classes=None):
     files, meta = tfrecord_files(source)
     meta = meta or {}
     num_classes = num_classes or meta.get("num_classes")
-    dim, flip = (meta.get("teacher_dim"), meta.get("teacher_flip", False)) if meta \
-        else infer_features(files)
+    try:
+        dim, flip = (meta.get("teacher_dim"), meta.get("teacher_flip", False)) if meta \
+            else infer_features(files)
+    except Exception as e:  # noqa: BLE001 - the first record is damaged: name its shard
+        raise TFRecordError(f"{files[0]}: record 0: {str(e).splitlines()[0][:200]}") from None
     spec = feature_spec(dim, flip)
     counts = meta.get("counts")
     total = 0

@@ -96,10 +96,16 @@ class _RestrictedUnpickler(pickle.Unpickler):
             raise UnsafePickleError(
                 f"{self._path}: refused to load {module}.{name}: a verification .bin may only "
                 "contain encoded images and booleans (the file is not what it claims)") from None
-        if name == "dtype":
-            return target
+        if name == "dtype":  # plain numeric dtypes only: no objects, no huge void items
+            return self._safe_dtype
         if name == "ndarray":  # passed as a class to _reconstruct, or called: charge calls
             return self._ndarray_type(f"{module}.{name}")
+        if name == "scalar":  # scalar(dtype, bytes): a numeric scalar from the file's bytes
+            def scalar(dtype, *args):
+                if len(args) != 1 or not isinstance(args[0], bytes):
+                    raise UnsafePickleError(f"{self._path}: refused numpy scalar without data")
+                return target(self._safe_dtype(dtype), *args)
+            return scalar
 
         def charged(*args, **kwargs):
             self._charge(_cost(name, args, kwargs), f"{module}.{name}")
@@ -113,13 +119,30 @@ class _RestrictedUnpickler(pickle.Unpickler):
                 f"{self._path}: refused: the pickle asks for more than {self._budget} bytes "
                 f"({what}), far beyond what a file of its size can hold")
 
+    def _safe_dtype(self, *args, **kwargs):
+        dtype = np.dtype(*args, **kwargs)
+        if dtype.kind not in "biuf" or dtype.itemsize > 8:
+            raise UnsafePickleError(f"{self._path}: refused numpy dtype {dtype} (a .bin holds "
+                                    "uint8 images and booleans)")
+        return dtype
+
     def _ndarray_type(self, what):
-        charge = self._charge
+        charge, safe_dtype, path = self._charge, self._safe_dtype, self._path
 
         def __new__(cls, *args, **kwargs):
             charge(_cost("ndarray", args, kwargs), what)
             return np.ndarray.__new__(cls, *args, **kwargs)
-        return type("ndarray", (np.ndarray,), {"__new__": __new__})
+
+        def __setstate__(self, state):  # BUILD: (version, shape, dtype, fortran, data)
+            try:
+                shape, dtype, data = state[1], safe_dtype(state[2]), state[4]
+            except (IndexError, TypeError):
+                raise UnsafePickleError(f"{path}: refused malformed array state") from None
+            if not isinstance(data, (bytes, bytearray)):
+                raise UnsafePickleError(f"{path}: refused array state without raw bytes")
+            charge(_nbytes(shape, dtype), f"{what} state")
+            return np.ndarray.__setstate__(self, state)
+        return type("ndarray", (np.ndarray,), {"__new__": __new__, "__setstate__": __setstate__})
 
     def persistent_load(self, pid):
         raise UnsafePickleError(f"{self._path}: persistent ids are not allowed in a .bin file")
@@ -160,6 +183,12 @@ def load_verification_encoded(path):
                for x in issame):
         raise VerificationBinError(f"{path}: issame_list must hold booleans")
     issame = np.asarray(issame, dtype=bool).reshape(-1)
+    # a pickle may list one object many times (its memo): count every copy before making them
+    total = sum(len(x) if isinstance(x, (bytes, bytearray)) else getattr(x, "nbytes", 0)
+                for x in bins)
+    if total > budget:
+        raise UnsafePickleError(f"{path}: refused: its images come to {total} bytes, far beyond "
+                                "what a file of its size can hold (repeated references)")
     encoded = [_as_bytes(item, i, path) for i, item in enumerate(bins)]
     if len(encoded) != 2 * len(issame):
         raise VerificationBinError(f"{path}: {len(encoded)} images for {len(issame)} pairs (expected "

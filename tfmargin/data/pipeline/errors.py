@@ -24,9 +24,10 @@ def _own_message(message, where):
     """Our own in-pipeline errors (strict decode, RecordIO reads, label checks) already start
     with the source's path: that line, without TensorFlow's wrapping."""
     for anchor in {where, os.path.abspath(where)}:
-        at = message.find(anchor)
-        if at >= 0:
-            return message[at:].splitlines()[0].strip().rstrip("]}'\"").strip()
+        for sep in (": ", os.sep):  # the path as a path, not a word inside TensorFlow's text
+            at = message.find(anchor + sep)
+            if at >= 0 and (at == 0 or not message[at - 1].isalnum()):
+                return message[at:].splitlines()[0].strip().rstrip("]}'\"").strip()
     return None
 
 
@@ -52,7 +53,10 @@ def describe(source, error):
         kind = source_kind(where)
     except ValueError:
         kind = None
-    if kind == "tfrecord":
+    data_error = ("DataLoss" in type(error).__name__ or "corrupted record" in message
+                  or "Data types don't match" in message or "expected to contain" in message
+                  or "truncated record" in message)
+    if kind == "tfrecord" and data_error:  # a full read of the shards: only for their errors
         from tfmargin.data.tfrecord import TFRecordError, check_shards
 
         try:

@@ -174,13 +174,18 @@ class RecordIO:
         if not 1 <= first < end:
             raise RecordIOError(f"{where} gives images 1..{first - 1} and identities "
                                 f"{first}..{end - 1}: impossible ranges")
-        listed = self._record_keys
-        expected = np.arange(0, end)
-        if len(listed) != end or not np.array_equal(listed, expected):
-            missing = np.setdiff1d(expected, listed)
-            extra = np.setdiff1d(listed, expected)
-            what = (f"key {missing[0]} is missing" if missing.size
-                    else f"it lists key {extra[0]} beyond them")
+        listed = self._record_keys  # sorted and unique (read_idx)
+        if len(listed) != end or listed[0] != 0 or listed[-1] != end - 1:
+            # never build 0..end: a damaged header can claim 1e38 keys
+            gaps = np.flatnonzero(np.diff(listed) != 1)
+            if listed[-1] >= end:
+                what = f"it lists key {int(listed[listed >= end][0])} beyond them"
+            elif listed[0] != 0:
+                what = "key 0 is missing"
+            elif gaps.size:
+                what = f"key {int(listed[gaps[0]]) + 1} is missing"
+            else:
+                what = f"key {int(listed[-1]) + 1} is missing"
             raise RecordIOError(f"{idx_path}: the header record says keys 0..{end - 1} (images "
                                 f"1..{first - 1}, identities {first}..{end - 1}), but {what}")
         return first, end
