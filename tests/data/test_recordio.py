@@ -153,6 +153,20 @@ def test_a_damaged_header_record_is_named(tmp_path, rng, values, message):
         RecordIO(path)
 
 
+def test_a_header_rounded_by_float32_is_read_exactly(tmp_path, rng, monkeypatch):
+    """Past 2^24 keys (WebFace42M) the header's float32 labels round to even / fourth keys;
+    simulated here with a coarse rounding on a small set: the .idx and the records give the
+    exact keys."""
+    from tfmargin.data.recordio import reader
+
+    path, idx = _insightface(tmp_path, rng)  # images 1..7, identity records 8..10
+    _poke_labels(path, idx[0], 9.0, 11.0)    # what a coarse float would store for (8, 11)
+    monkeypatch.setattr(reader, "FLOAT32_EXACT", 4)
+    monkeypatch.setattr(reader, "_round32", lambda v: float(int(v) // 4 * 4))
+    with RecordIO(path) as r:
+        assert r.header == (8, 11) and len(r) == 7 and r.num_classes == 3
+
+
 def test_header_and_property_must_agree(tmp_path, rng):
     path, _ = _insightface(tmp_path, rng)
     (tmp_path / "property").write_text("14,112,112\n")

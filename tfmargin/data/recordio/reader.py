@@ -11,6 +11,13 @@ from tfmargin.data.recordio.format import (IR_FORMAT, IR_SIZE, LENGTH_MASK, MAGI
                                            LabelError, Record, RecordIOError, class_of, is_meta,
                                            read_idx, read_property, unpack_payload)
 
+FLOAT32_EXACT = 2 ** 24  # float32 holds every integer up to here
+
+
+def _round32(value):
+    """A key as the header's float32 label holds it."""
+    return float(np.float32(value))
+
 
 class RecordIO:
     """Reader for an insightface `.rec` (+ `.idx`), with one file handle and positional reads.
@@ -175,6 +182,10 @@ class RecordIO:
             raise RecordIOError(f"{where} gives images 1..{first - 1} and identities "
                                 f"{first}..{end - 1}: impossible ranges")
         listed = self._record_keys  # sorted and unique (read_idx)
+        if end > FLOAT32_EXACT:  # (module globals: a test can shrink them)
+            # float32 labels round keys past 2^24 (WebFace42M): take the exact keys from the
+            # .idx and the record there, when they round to what the header says
+            first, end = self._exact_header(first, end, listed)
         if len(listed) != end or listed[0] != 0 or listed[-1] != end - 1:
             # never build 0..end: a damaged header can claim 1e38 keys
             gaps = np.flatnonzero(np.diff(listed) != 1)
@@ -188,6 +199,16 @@ class RecordIO:
                 what = f"key {int(listed[-1]) + 1} is missing"
             raise RecordIOError(f"{idx_path}: the header record says keys 0..{end - 1} (images "
                                 f"1..{first - 1}, identities {first}..{end - 1}), but {what}")
+        return first, end
+
+    def _exact_header(self, first, end, listed):
+        if len(listed) and _round32(listed[-1] + 1) == _round32(end):
+            end = int(listed[-1]) + 1
+        # the first identity record: a header-like record right after the last image
+        for key in range(max(1, first - 16), min(end, first + 16)):
+            flag, _, _, _, _, image = self._payload_fields(key)
+            if flag == 2 and not image and _round32(key) == _round32(first):
+                return key, end
         return first, end
 
     # -- public -----------------------------------------------------------------------------
