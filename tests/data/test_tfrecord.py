@@ -248,3 +248,16 @@ def test_own_messages_are_found_only_as_paths():
     assert _own_message(tf_text, "data") is None and _own_message(tf_text, "contain") is None
     ours = "assertion failed: [data/shards: record 7: label 99 outside 0..13]"
     assert _own_message(ours, "data/shards") == "data/shards: record 7: label 99 outside 0..13"
+
+
+def test_a_glob_takes_each_shards_own_count(shards):
+    from tfmargin.data.tfrecord import check_shards, tfrecord_files
+
+    meta = json.loads(open(os.path.join(shards["dir"], "dataset.json")).read())
+    pattern = os.path.join(shards["dir"], "*-00001-of-*.tfrecord")
+    files, got = tfrecord_files(pattern)
+    assert [os.path.basename(f) for f in files] == [meta["shards"][1]]
+    assert got["counts"] == [meta["counts"][1]] and got["num_examples"] == meta["counts"][1]
+    assert check_shards(pattern) == meta["counts"][1]
+    assert len(list(tfrecord_dataset(pattern))) == meta["counts"][1]
+    assert sum(1 for _ in train_dataset(pattern, 1, shuffle=False)) == meta["counts"][1]

@@ -191,10 +191,18 @@ def tfrecord_files(source):
         directory = os.path.dirname(files[0]) if files else ""
     if not files:
         raise TFRecordError(f"{source}: no TFRecord shards found")
-    empty = [f for f in files if os.path.getsize(f) == 0]
+    meta = read_metadata(directory)
+    if meta is not None:  # a pattern picks some files: their counts, by name (-1: not listed)
+        listed = dict(zip(meta["shards"], meta.get("counts") or [-1] * len(meta["shards"])))
+        counts = [listed.get(os.path.basename(f), -1) for f in files]
+        meta = {**meta, "shards": [os.path.basename(f) for f in files], "counts": counts,
+                "num_examples": sum(counts) if min(counts) >= 0 else None}
+    else:
+        counts = [-1] * len(files)
+    empty = [f for f, c in zip(files, counts) if c != 0 and os.path.getsize(f) == 0]
     if empty:  # a stream of nothing would spin forever once repeated
         raise TFRecordError(f"{empty[0]}: empty TFRecord shard")
-    return files, read_metadata(directory)
+    return files, meta
 
 
 def infer_features(files):
@@ -235,7 +243,7 @@ def tfrecord_dataset(source, *, teacher=True):
         dim, flip = infer_features(files)
     spec = feature_spec(dim if teacher else None, flip)
     counts, num_classes = meta.get("counts"), meta.get("num_classes")
-    if counts:
+    if counts and min(counts) >= 0:
         ds = tf.data.Dataset.from_tensor_slices((files, tf.constant(counts, tf.int64)))
         ds = ds.flat_map(lambda path, count: tf.data.TFRecordDataset(path).apply(
             tf.data.experimental.assert_cardinality(count)))
@@ -293,7 +301,7 @@ def check_shards(source, num_classes=None):
         except tf.errors.OpError as e:
             message = (e.message or type(e).__name__).splitlines()[0]
             raise TFRecordError(f"{path}: record {n}: {message}") from None
-        if counts is not None and n != counts[i]:
+        if counts is not None and counts[i] >= 0 and n != counts[i]:
             raise TFRecordError(f"{path}: holds {n} records but {METADATA} counts {counts[i]} "
                                 "(truncated or replaced)")
         total += n
