@@ -245,12 +245,14 @@ def tfrecord_dataset(source, *, teacher=True):
     counts, num_classes = meta.get("counts"), meta.get("num_classes")
     if counts and min(counts) >= 0:
         ds = tf.data.Dataset.from_tensor_slices((files, tf.constant(counts, tf.int64)))
-        ds = ds.flat_map(lambda path, count: tf.data.TFRecordDataset(path).apply(
-            tf.data.experimental.assert_cardinality(count)))
+        ds = ds.flat_map(tf.autograph.experimental.do_not_convert(
+            lambda path, count: tf.data.TFRecordDataset(path).apply(
+                tf.data.experimental.assert_cardinality(count))))
     else:
         ds = tf.data.TFRecordDataset(files)
     where = os.fspath(source)
 
+    @tf.autograph.experimental.do_not_convert  # plain graph code; AutoGraph only warns on it
     def parse(serialized):
         e = tf.io.parse_single_example(serialized, spec)
         record = tf.strings.join([f"{where}: record ", e["key"], ": "])
