@@ -35,12 +35,18 @@ def test_kd_divergence(rng):
     assert float(losses.kd_divergence(zt.astype("float32"), zt.astype("float32"), 4.0)) == pytest.approx(0, abs=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["l2", "cos"])
-def test_triplet_distillation_matches_brute_force(kind, rng):
+def _triplet_batch(rng, student_spread):
+    """12 embeddings of 4 identities (3 each, shuffled), student and teacher clustered."""
     labels = np.repeat(np.arange(4), 3)
     rng.shuffle(labels)
-    student = rng.normal(size=(12, 6)) + 2.0 * np.eye(6)[labels % 6]
+    student = rng.normal(size=(12, 6)) + student_spread * np.eye(6)[labels % 6]
     teacher = rng.normal(size=(12, 6)) + 3.0 * np.eye(6)[labels % 6]
+    return labels, student, teacher
+
+
+@pytest.mark.parametrize("kind", ["l2", "cos"])
+def test_triplet_distillation_matches_brute_force(kind, rng):
+    labels, student, teacher = _triplet_batch(rng, 2.0)
     got = float(losses.triplet_distillation(student.astype("float32"), teacher.astype("float32"),
                                             labels.astype("int32"), 0.5, 0.2, kind))
     assert got == pytest.approx(ref.triplet_distillation(student, teacher, labels, 0.5, 0.2, kind),
@@ -49,10 +55,7 @@ def test_triplet_distillation_matches_brute_force(kind, rng):
 
 @pytest.mark.parametrize("kind", ["l2", "cos"])
 def test_facenet_selection_matches_brute_force(kind, rng):
-    labels = np.repeat(np.arange(4), 3)
-    rng.shuffle(labels)
-    student = rng.normal(size=(12, 6)) + 1.0 * np.eye(6)[labels % 6]
-    teacher = rng.normal(size=(12, 6)) + 3.0 * np.eye(6)[labels % 6]
+    labels, student, teacher = _triplet_batch(rng, 1.0)
     for draw in range(3):  # other draws pick other negatives
         noise = rng.uniform(size=(12, 12, 12))
         got = float(losses.triplet_distillation(
