@@ -70,7 +70,7 @@ def format_markdown(results):
     head = " | ".join(LABELS[m] for m in METRICS)
     lines = [f"| model | seeds | {head} |", "|---|---|" + "---|" * len(METRICS)]
     tm = teacher["metrics"]
-    lines.append(f"| teacher ({teacher['backbone']}) | - | "
+    lines.append(f"| teacher ({teacher['params'] / 1e6:.1f} M parameters) | - | "
                  + " | ".join(_pct(tm[m]) for m in METRICS) + " |")
     for name, a in arms.items():
         lines.append(f"| {name}: {a['title']} | {len(a['seeds'])} | "
