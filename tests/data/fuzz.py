@@ -57,8 +57,19 @@ def mutate(data, rng, text):
     return b"\n".join(lines), f"line {i}: token {j} -> {token!r}"
 
 
-def _check_rec(directory):
+def _stream(source):
+    """One epoch of the training stream, at the pipeline's edge, with its invariants."""
     from tfmargin.data import train_dataset
+    from tfmargin.data.pipeline import named_errors
+
+    with named_errors(source):
+        ds = train_dataset(source, 8, strict=True, seed=0)
+        for features, label in ds:
+            assert features["image"].shape[1:] == (112, 112, 3)
+            assert 0 <= int(np.min(label)) and int(np.max(label)) < ds.num_classes
+
+
+def _check_rec(directory):
     from tfmargin.data.recordio import RecordIO
 
     with RecordIO(os.path.join(directory, "train.rec")) as r:
@@ -70,13 +81,7 @@ def _check_rec(directory):
         ranges = r.identity_ranges()
         if ranges is not None:
             assert len(ranges) == r.num_classes
-    from tfmargin.data.pipeline import named_errors
-
-    with named_errors(directory):
-        ds = train_dataset(directory, 8, strict=True, seed=0)
-        for features, label in ds:
-            assert features["image"].shape[1:] == (112, 112, 3)
-            assert 0 <= int(np.min(label)) and int(np.max(label)) < ds.num_classes
+    _stream(directory)
 
 
 def _check_bin(directory):
@@ -89,18 +94,11 @@ def _check_bin(directory):
 def _check_shards(directory):
     from tfmargin.data.tfrecord import check_shards, tfrecord_files
 
-    from tfmargin.data import train_dataset
-    from tfmargin.data.pipeline import named_errors
-
     shards = os.path.join(directory, "shards")
     total = check_shards(shards)
     _, meta = tfrecord_files(shards)
     assert meta is None or meta.get("num_examples") in (None, total)
-    with named_errors(shards):  # and the stream a training run reads
-        ds = train_dataset(shards, 8, strict=True, seed=0)
-        for features, label in ds:
-            assert features["image"].shape[1:] == (112, 112, 3)
-            assert 0 <= int(np.min(label)) and int(np.max(label)) < ds.num_classes
+    _stream(shards)  # and the stream a training run reads
 
 
 CHECKS = {"train.rec": _check_rec, "train.idx": _check_rec, "property": _check_rec,

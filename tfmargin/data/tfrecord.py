@@ -228,6 +228,12 @@ def feature_spec(teacher_dim=None, teacher_flip=False):
     return spec
 
 
+def counted_shard(path, count):
+    """The records of one shard, asserted (as they stream) to number what dataset.json counts:
+    a shard cut at a record boundary is still valid TFRecord, just shorter."""
+    return tf.data.TFRecordDataset(path).apply(tf.data.experimental.assert_cardinality(count))
+
+
 def tfrecord_dataset(source, *, teacher=True):
     """The reader: a Dataset of parsed records {image (encoded bytes), label int64, key,
     teacher?, teacher_flip?} in shard order, without decoding (see pipeline.train_dataset for
@@ -245,9 +251,7 @@ def tfrecord_dataset(source, *, teacher=True):
     counts, num_classes = meta.get("counts"), meta.get("num_classes")
     if counts and min(counts) >= 0:
         ds = tf.data.Dataset.from_tensor_slices((files, tf.constant(counts, tf.int64)))
-        ds = ds.flat_map(tf.autograph.experimental.do_not_convert(
-            lambda path, count: tf.data.TFRecordDataset(path).apply(
-                tf.data.experimental.assert_cardinality(count))))
+        ds = ds.flat_map(tf.autograph.experimental.do_not_convert(counted_shard))
     else:
         ds = tf.data.TFRecordDataset(files)
     where = os.fspath(source)

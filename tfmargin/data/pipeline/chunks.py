@@ -6,7 +6,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tfmargin.data.tfrecord import feature_spec, infer_features, tfrecord_files
+from tfmargin.data.tfrecord import counted_shard, feature_spec, infer_features, tfrecord_files
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -137,9 +137,7 @@ def tfrecord_chunks(source, *, shuffle, shuffle_buffer, flip, seed, repeat, read
     files, counts = tf.constant(files), tf.constant(counts, tf.int64)
 
     def read_shard(path, count):
-        records = tf.data.TFRecordDataset(path)
-        return records.apply(tf.data.experimental.assert_cardinality(count)) if checked \
-            else records
+        return counted_shard(path, count) if checked else tf.data.TFRecordDataset(path)
 
     def one_pass(r):
         # One pass over this worker's records; the shuffle buffer never spans two passes.
