@@ -22,8 +22,37 @@ import numpy as np
 TEXT_TARGETS = ("train.idx", "property", "dataset.json")
 
 
-def mutate(data, rng, text):
+HOSTILE_VALUES = [-1, 0, float("nan"), 1e308, 10 ** 20, None, [], {}, "x", 3.5, True,
+                  "../../etc/hostname", "/etc/hostname", [-5, 10 ** 9]]
+
+
+def _json_edit(data, rng):
+    """One value of a JSON document (found by walking it) replaced by a hostile one: the schema
+    checks are reached, where a byte edit mostly breaks the syntax."""
+    doc = json.loads(data)
+    spots = []
+
+    def walk(node, path):
+        items = (node.items() if isinstance(node, dict) else enumerate(node)
+                 if isinstance(node, list) else ())
+        for k, v in items:
+            spots.append((node, k, path + [k]))
+            walk(v, path + [k])
+
+    walk(doc, [])
+    node, key, path = spots[int(rng.integers(0, len(spots)))]
+    value = HOSTILE_VALUES[int(rng.integers(0, len(HOSTILE_VALUES)))]
+    if rng.random() < 0.2 and isinstance(node, dict):
+        del node[key]
+        return json.dumps(doc).encode(), f"json: removed {path}"
+    node[key] = value
+    return json.dumps(doc).encode(), f"json: {path} -> {value!r}"
+
+
+def mutate(data, rng, text, structured=False):
     """(mutated bytes, description)."""
+    if structured and rng.random() < 0.5:
+        return _json_edit(data, rng)
     data = bytearray(data)
     kind = rng.choice(["flip", "truncate", "insert", "overwrite"] + (["edit"] * 3 if text else []))
     n = max(len(data), 1)
@@ -114,7 +143,17 @@ def target_path(directory, target):
     return os.path.join(directory, target)
 
 
-def run_case(pristine, target, seed, work):
+def names_a_file(message, case):
+    """The message names one of the dataset's files (the damaged one, or the one where the
+    damage shows: a mutated property is caught as a mismatch with train.rec's header), and says
+    what is wrong in its own words, not TensorFlow's wrapped op text."""
+    files = [os.path.join(d, f) for d, _, names in os.walk(case) for f in names]
+    return (any(f in message for f in files)
+            and "the input pipeline failed" not in message
+            and "{{function_node" not in message and "[Op:" not in message)
+
+
+def run_case(pristine, target, seed, work, baseline):
     from tfmargin.errors import TfmarginError
 
     rng = np.random.default_rng(seed)
@@ -122,23 +161,23 @@ def run_case(pristine, target, seed, work):
     shutil.copytree(pristine, case)
     path = target_path(case, target)
     with open(path, "rb") as f:
-        data, what = mutate(f.read(), rng, target in TEXT_TARGETS)
+        data, what = mutate(f.read(), rng, target in TEXT_TARGETS, target == "dataset.json")
     with open(path, "wb") as f:
         f.write(data)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     out = {"target": target, "seed": seed, "mutation": what}
     try:
         CHECKS[target](case)
         out["outcome"] = "data"
     except TfmarginError as e:
-        named = os.path.dirname(path) in str(e) or path in str(e)
-        out["outcome"] = "error" if named else "unnamed"
+        out["outcome"] = "error" if names_a_file(str(e), case) else "unnamed"
         out["message"] = str(e).splitlines()[0][:300]
     except AssertionError as e:
         out["outcome"], out["message"] = "wrong data", str(e)[:300]
     except Exception as e:  # noqa: BLE001 - what the test is looking for
         out["outcome"], out["message"] = "raw", f"{type(e).__name__}: {str(e)[:300]}"
-    out["rss_growth_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    # against the peak after the pristine check, not after the previous case: a case that stays
+    # under an earlier case's peak still counts everything it grew above the start
+    out["rss_growth_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline) / 1024
     shutil.rmtree(case, ignore_errors=True)
     return out
 
@@ -147,10 +186,11 @@ def main(argv):
     pristine, target, first, count = argv[1], argv[2], int(argv[3]), int(argv[4])
     work = tempfile.mkdtemp(prefix="tfmargin-fuzz-")
     CHECKS[target](pristine)  # the pristine set passes, and the imports are counted before
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     try:
         for seed in range(first, first + count):
             print(json.dumps({"start": seed}), flush=True)  # the last one names a hang
-            print(json.dumps(run_case(pristine, target, seed, work)), flush=True)
+            print(json.dumps(run_case(pristine, target, seed, work, baseline)), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

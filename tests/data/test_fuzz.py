@@ -71,7 +71,42 @@ def test_found_by_the_fuzzer_strict_decode_error_is_named(synthetic, tmp_path):
     with open(tmp_path / "train.rec", "r+b") as f:
         f.seek(at)
         f.write(b"\x00" * 16)  # no JPEG / PNG signature left
-    with pytest.raises(DataPipelineError, match=rf"^{tmp_path}.*record 5: corrupt image"):
+    # the .rec itself is named, not only its directory (the fuzzer's stricter check found that)
+    with pytest.raises(DataPipelineError,
+                       match=rf"^{tmp_path / 'train.rec'}: record 5: corrupt image"):
         with named_errors(str(tmp_path)):
             for _ in train_dataset(str(tmp_path), 10, strict=True, seed=0):  # all 70
                 pass
+
+
+def test_found_by_the_fuzzer_shard_errors_lose_tensorflows_wrapping(synthetic, tmp_path):
+    """Seed 3000 of shards: the line named the shard but carried TensorFlow's
+    `{{function_node __wrapped__IteratorGetNext...}}` prefix and `[Op:...] name:` suffix."""
+    from tfmargin.data.convert import convert_to_tfrecord
+    from tfmargin.data.tfrecord import TFRecordError, check_shards
+
+    shards = tmp_path / "shards"
+    convert_to_tfrecord(str(synthetic / "train.rec"), str(shards), num_shards=1, seed=0,
+                        progress=False)
+    shard = shards / "train-00000-of-00001.tfrecord"
+    data = bytearray(shard.read_bytes())
+    data[5000:5011] = b"\xab" * 11
+    shard.write_bytes(bytes(data))
+    with pytest.raises(TFRecordError) as info:
+        check_shards(str(shards))
+    message = str(info.value)
+    assert message.startswith(f"{shard}: record ") and "corrupted record at" in message
+    assert "{{" not in message and "[Op:" not in message and "\n" not in message
+
+
+def test_op_message_strips_the_graph_wrapping():
+    from tfmargin.errors import op_message
+
+    class OpError(Exception):
+        message = ("{{function_node __wrapped__IteratorGetNext_output_types_1_device_/job:local"
+                   "host/replica:0/task:0/device:CPU:0}} corrupted record at 45117 "
+                   "[Op:IteratorGetNext] name: \nmore")
+
+    assert op_message(OpError()) == "corrupted record at 45117"
+    assert op_message(ValueError("plain")) == "plain"
+    assert op_message(ValueError()) == "ValueError"

@@ -400,3 +400,55 @@ def test_read_packed_errors_name_the_record(tmp_path):
     with RecordIO(path) as r:
         with pytest.raises(RecordIOError, match=f"truncated record at byte offset {offsets[1]}"):
             r.read_packed([0, 1])
+
+
+def test_a_truncated_idx_never_reads_the_rest_of_the_file(tmp_path, monkeypatch):
+    """A .idx cut short makes its last listed record span to the end of the .rec (gigabytes on
+    MS1M): the first read is capped, and the record is still read whole and right."""
+    from tfmargin.data.recordio import reader as reader_module
+
+    path = str(tmp_path / "t.rec")
+    with RecordIOWriter(path) as w:
+        for i in range(6):
+            w.write(bytes([i]) * 3000, i)
+    lines = open(tmp_path / "t.idx").read().splitlines()
+    (tmp_path / "t.idx").write_text("\n".join(lines[:2]) + "\n")  # keys 0 and 1 only
+    monkeypatch.setattr(reader_module, "FIRST_READ", 1024)  # below one record: split reads
+    with RecordIO(path) as r:
+        asked = []
+        pread = r._pread
+        r._pread = lambda n, offset: asked.append(n) or pread(n, offset)
+        assert r.read(1).image == b"\x01" * 3000
+        data, starts, lengths, labels = r.read_packed([0, 1])
+        assert [data[s:s + n] for s, n in zip(starts, lengths)] == [b"\x00" * 3000,
+                                                                     b"\x01" * 3000]
+        assert labels.tolist() == [0, 1]
+        # the span of key 1 runs to the end of the file (4 records more); no read asked for it
+        assert max(asked) < 3000 + 64
+
+
+def test_a_refused_file_leaves_no_open_handle(tmp_path):
+    path = str(tmp_path / "t.rec")
+    with RecordIOWriter(path) as w:
+        w.write(b"a", 0)
+    (tmp_path / "t.idx").write_text("0\t99999\n")  # past the end
+    fds = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        with pytest.raises(RecordIOError, match="past the end"):
+            RecordIO(path)
+    assert len(os.listdir("/proc/self/fd")) == fds
+
+
+def test_a_label_index_outside_the_labels_is_named(tmp_path):
+    """label_index 5 of a record with 3 floats: an error naming the record, the same from
+    read(), labels() and read_packed() (which once wrapped the index around silently)."""
+    path = str(tmp_path / "m.rec")
+    with RecordIOWriter(path) as w:
+        w.write(b"img0", labels=[1.0, 2.0, 0.0])
+    with RecordIO(path, label_index=5) as r:
+        for call in (lambda: r.read(0), r.labels, lambda: r.read_packed([0])):
+            with pytest.raises(LabelError, match=rf"^{path}: record 0 has 3 label floats; "
+                                                 "label_index 5"):
+                call()
+    with RecordIO(path, label_index=-3) as r:
+        assert r.read(0).label == 1 and r.labels().tolist() == [1]

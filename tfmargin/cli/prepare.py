@@ -9,8 +9,11 @@ or generate the synthetic dataset. The task is the first argument (or --task):
         [--align]
     python -m tfmargin.cli.prepare synthetic --output=data/synthetic --identities=600 \
         --images_per_identity=20 --seed=0 [--difficulty=medium] [--contact_sheet=sheet.png]
+    python -m tfmargin.cli.prepare check --input=faces_emore      # or shards/, lfw.bin, folders/
 
 Each task ends with a one-line summary of its counts (written, skipped, faces not found).
+`check` reads a dataset whole (structure, labels, every image test-decoded) and exits 1 when
+it found a corrupt image.
 Bad input stops with a one-line error naming the file, flag or record; the output paths are
 checked before any work.
 Exit codes: 0 done, 1 failed while working, 2 bad usage (one `error:` line on stderr).
@@ -23,7 +26,7 @@ from absl import app, flags
 
 from tfmargin.cli import common
 
-TASKS = ("align", "rec2tfrecord", "folders2rec", "pairs2bin", "synthetic")
+TASKS = ("align", "rec2tfrecord", "folders2rec", "pairs2bin", "synthetic", "check")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("task", None, TASKS, "What to do (or give it as the first argument).")
@@ -134,6 +137,11 @@ def run_task(task):
         options["progress"] = FLAGS.progress
         options["log"] = lambda line: print(line, file=sys.stderr, flush=True)
         return write_dataset(FLAGS.output, FLAGS.identities, FLAGS.images_per_identity, **options)
+    if task == "check":
+        _need("input")
+        from tfmargin.data.check import check_dataset
+        return check_dataset(_exists("input"), strict=FLAGS.strict, progress=FLAGS.progress,
+                             image_size=FLAGS.image_size)
     raise app.UsageError(f"unknown task {task!r}; one of {', '.join(TASKS)}")
 
 
@@ -166,7 +174,7 @@ def main(argv):
     for name in getattr(summary, "skipped", ()):  # every left-out file, named
         print(f"prepare {task}: skipped {name}", file=sys.stderr)
     print(f"prepare {task}: {_format(summary)}")
-    return 0
+    return 1 if task == "check" and summary.get("skipped_corrupt") else 0
 
 
 def run():

@@ -13,6 +13,7 @@ import importlib
 _NAMES = {
     "tfmargin.data.align": ("ARCFACE_TEMPLATE", "Face", "align_face", "detect_and_align",
                             "similarity_matrix", "template", "umeyama"),
+    "tfmargin.data.check": ("check_dataset",),
     "tfmargin.data.convert": ("Summary", "align_photos", "convert_to_rec", "convert_to_tfrecord"),
     "tfmargin.data.folders": ("ImageFolder",),
     "tfmargin.data.images": ("CorruptImageError", "decode_image", "encode_jpeg"),

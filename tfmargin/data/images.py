@@ -8,7 +8,8 @@ back to Pillow's libjpeg, so `.rec` and `.bin` files still read there.
 
 import numpy as np
 
-from tfmargin.errors import TfmarginError
+from tfmargin.data.image_header import too_large
+from tfmargin.errors import TfmarginError, op_message
 
 try:
     import tensorflow as tf
@@ -41,15 +42,23 @@ def resize_tensor(image, size):
     return out
 
 
+def _check_size(data, where):
+    """A header that declares more pixels than MAX_PIXELS is refused before any decoder
+    allocates them (a small hostile file must not cost gigabytes)."""
+    complaint = too_large(data)
+    if complaint:
+        raise CorruptImageError(f"{where}: {complaint}")
+
+
 def decode_image(data, where="image"):
     """Encoded bytes -> uint8 (H, W, 3) numpy RGB; CorruptImageError naming `where` otherwise."""
     if not data:
         raise CorruptImageError(f"{where}: empty image")
+    _check_size(data, where)
     try:
         return decode_tensor(tf.constant(data)).numpy()
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
-        msg = e.message.splitlines()[0] if e.message else type(e).__name__
-        raise CorruptImageError(f"{where}: cannot decode image ({msg})") from None
+        raise CorruptImageError(f"{where}: cannot decode image ({op_message(e)})") from None
 
 
 def decode_images(encoded, size=112, where="images"):
@@ -60,6 +69,8 @@ def decode_images(encoded, size=112, where="images"):
     n = len(encoded)
     if n == 0:
         return np.zeros((0, size, size, 3), np.uint8)
+    for i, data in enumerate(encoded):
+        _check_size(data, f"{where}: image {i}")
     if tf is None:
         return _decode_images_pillow(encoded, size, where)
     ds = tf.data.Dataset.from_tensor_slices(tf.constant(list(encoded), tf.string))
@@ -113,11 +124,13 @@ def decodable(data):
     """'' when `data` decodes, else the decoder's one-line complaint (never raises)."""
     if not data:
         return "empty image"
+    if too_large(data):
+        return too_large(data)
     try:
         decode_tensor(tf.constant(data))
         return ""
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
-        return (e.message.splitlines()[0] if e.message else type(e).__name__)[:200]
+        return op_message(e)
 
 
 def check_images(encoded, pool=None):

@@ -50,6 +50,7 @@ class IndexedSource:
             if num_classes is not None:
                 self.reader.num_classes = num_classes
             if self.reader.idx_path is None:
+                self.reader.close()
                 raise ValueError(f"{path}: the training pipeline needs the .idx beside the .rec "
                                  "(random access)")
             self._keys = self.reader.keys()

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmargin.atomic import AllOrNothing, write_json
-from tfmargin.errors import TfmarginError
+from tfmargin.errors import TfmarginError, op_message
 
 METADATA = "dataset.json"
 
@@ -273,14 +273,15 @@ def tfrecord_dataset(source, *, teacher=True):
     return ds.map(parse)
 
 
-def check_shards(source, num_classes=None):
+def check_shards(source, num_classes=None, on_image=None):
     """Read every record of every shard of `source` in Python and check it: it parses, its
     label is in 0..num_classes-1 (default: dataset.json's num_classes), its image is not empty,
     and each shard holds the records dataset.json counts. TFRecordError naming the shard and
     the record's position in it on the first problem; returns the total record count. What a
     training stream's edge calls to name the shard behind one of TensorFlow's errors (which
     say "corrupted record at 184831" but not where), and what a user may call on shards of
-    unknown provenance."""
+    unknown provenance. `on_image(shard_path, position, encoded_bytes)` sees every image (the
+    `prepare check` task test-decodes them there)."""
     files, meta = tfrecord_files(source)
     meta = meta or {}
     num_classes = num_classes or meta.get("num_classes")
@@ -301,12 +302,14 @@ def check_shards(source, num_classes=None):
                 if label < 0 or (num_classes and label >= num_classes):
                     raise TFRecordError(f"{path}: record {n} has label {label}, outside "
                                         f"0..{num_classes - 1 if num_classes else 'inf'}")
-                if not len(e["image"].numpy()):
+                image = e["image"].numpy()
+                if not len(image):
                     raise TFRecordError(f"{path}: record {n} has an empty image")
+                if on_image is not None:
+                    on_image(path, n, image)
                 n += 1
         except tf.errors.OpError as e:
-            message = (e.message or type(e).__name__).splitlines()[0]
-            raise TFRecordError(f"{path}: record {n}: {message}") from None
+            raise TFRecordError(f"{path}: record {n}: {op_message(e)}") from None
         if counts is not None and counts[i] >= 0 and n != counts[i]:
             raise TFRecordError(f"{path}: holds {n} records but {METADATA} counts {counts[i]} "
                                 "(truncated or replaced)")

@@ -100,6 +100,7 @@ def train_dataset(source, batch_size, *, image_size=112, shuffle=True, shuffle_b
     else:
         src = IndexedSource(source, label_index=label_index, num_classes=num_classes)
         num_classes = src.num_classes
+        where = src.path  # the .rec itself: errors about its records name the file
         positions = np.arange(len(src), dtype=np.int64)[shard_index::num_shards]
         num_examples = len(positions)
         if images_per_identity:

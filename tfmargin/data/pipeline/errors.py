@@ -13,7 +13,7 @@ train() wraps its model.fit the same way.
 import contextlib
 import os
 
-from tfmargin.errors import TfmarginError
+from tfmargin.errors import TfmarginError, op_message
 
 
 class DataPipelineError(TfmarginError, ValueError):
@@ -63,8 +63,7 @@ def describe(source, error):
             check_shards(where)  # finds the shard and record
         except TFRecordError as e:
             return e
-    first = next((line for line in message.splitlines() if line.strip()), type(error).__name__)
-    return DataPipelineError(f"{where}: the input pipeline failed: {first.strip()[:300]}")
+    return DataPipelineError(f"{where}: the input pipeline failed: {op_message(error, 300)}")
 
 
 @contextlib.contextmanager

@@ -12,6 +12,10 @@ from tfmargin.data.recordio.format import (IR_FORMAT, IR_SIZE, LENGTH_MASK, MAGI
                                            read_idx, read_property, unpack_payload)
 
 FLOAT32_EXACT = 2 ** 24  # float32 holds every integer up to here
+# The most one read asks for up front. A record's span runs to the next offset of the .idx, so a
+# truncated .idx would make the last listed record span the rest of the file (gigabytes);
+# longer records are read on in read_payload_at once their chunk header says how long they are.
+FIRST_READ = 1 << 20
 
 
 def _round32(value):
@@ -47,6 +51,13 @@ class RecordIO:
         self.idx_path = idx_path
         self.label_index = label_index
         self._file = open(self.path, "rb")
+        try:
+            self._open(idx_path, num_classes)
+        except BaseException:
+            self._file.close()  # a refused file leaves no handle behind
+            raise
+
+    def _open(self, idx_path, num_classes):
         self._fd = self._file.fileno()
         self._lock = threading.Lock()  # only for platforms without os.pread
         self.size = os.fstat(self._fd).st_size
@@ -66,7 +77,7 @@ class RecordIO:
             # One read per record: the bytes up to the next record's offset (or the file end).
             ends = np.sort(np.unique(np.append(offsets, self.size)))
             nxt = ends[np.minimum(np.searchsorted(ends, offsets, side="right"), len(ends) - 1)]
-            spans = nxt - offsets
+            spans = np.minimum(nxt - offsets, FIRST_READ)
             self._span_of = dict(zip(keys.tolist(), spans.tolist()))
             # The same index as sorted arrays, for vectorised lookups (read_packed); a key listed
             # twice keeps its last offset, as the dicts do.
@@ -107,7 +118,7 @@ class RecordIO:
 
     def read_payload_at(self, offset, span=None):
         """(payload bytes, offset of the next record) of the record that starts at `offset`."""
-        buf = self._pread(span or 4096, offset)
+        buf = self._pread(min(span or 4096, FIRST_READ), offset)
         pos = 0
         parts = []
         while True:
@@ -162,6 +173,9 @@ class RecordIO:
     def _make_record(self, key, fields):
         flag, label, labels, rid, id2, image = fields
         meta = flag == 2 and not image  # header / identity record
+        if not meta and flag > 0 and not -flag <= self.label_index < flag:
+            raise LabelError(f"{self.path}: record {key} has {flag} label floats; label_index "
+                             f"{self.label_index} is not one of them")
         value = 0 if meta else class_of(flag, label, labels, self.label_index)
         cls = int(value) if math.isfinite(value) else -1  # NaN / inf: refused just below
         if not meta:
@@ -268,6 +282,8 @@ class RecordIO:
         image_record = (start < end) | ((start == end) & (flag != 2))  # not header/identity
         ok &= (magic == MAGIC) & (lrec >> 29 == 0) & (end <= got) & image_record
         label = words[:, 3].view("<f4").astype(np.float64)
+        li = self.label_index
+        ok &= (flag == 0) | ((-flag <= li) & (li < flag))  # else read() names the record
         multi = ok & (flag > 0)
         if multi.any():  # class = labels[label_index]; inside the record since start <= end
             pos = base + head_size + 4 * (self.label_index % np.maximum(flag, 1))
@@ -355,7 +371,8 @@ class RecordIO:
             head = self._pread(8 + IR_SIZE, self._offset(key)) if self._offset_of else b""
             if len(head) == 8 + IR_SIZE:
                 magic, lrec, flag, label, _, _ = struct.unpack_from("<II" + IR_FORMAT[1:], head)
-                if magic == MAGIC and lrec >> 29 == 0 and 0 <= flag <= 4096:
+                if (magic == MAGIC and lrec >> 29 == 0 and 0 <= flag <= 4096
+                        and (flag == 0 or -flag <= self.label_index < flag)):
                     if flag:
                         at = self._offset(key) + 8 + IR_SIZE + 4 * (self.label_index % flag)
                         label = struct.unpack("<f", self._pread(4, at))[0]
