@@ -83,9 +83,19 @@ def test_pairs2bin_lfw_format(tmp_path, rng):
     pairs = tmp_path / "pairs.txt"
     pairs.write_text("1\t1\nAnn_A\t1\t2\nAnn_A\t2\tBob_B\t1\n")  # 1 set of 1 + 1 pairs
     out = tmp_path / "lfw.bin"
+    proc = prepare("pairs2bin", f"--pairs={pairs}", f"--images={images}", f"--output={out}",
+                   ok=False)  # Bob's photo is 250x250: not an aligned crop, and no --align
+    bob = images / "Bob_B" / "Bob_B_0001.png"
+    assert proc.returncode == 1 and not out.exists()
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"prepare pairs2bin: error: {bob}: 250x250 pixels, not a 112x112 aligned face crop; "
+        "add --align (align=True) to detect and align the faces, or align the photos first "
+        "with `prepare align`")
+    pics[("Bob_B", 1)] = rng.integers(0, 256, (112, 112, 3), dtype=np.uint8)
+    bob.write_bytes(encode_png(pics[("Bob_B", 1)]))
     s = summary_of(prepare("pairs2bin", f"--pairs={pairs}", f"--images={images}",
                            f"--output={out}"), "pairs2bin")
-    assert (s["pairs"], s["kept"], s["resized"], s["images"]) == ("2", "2", "1", "3")
+    assert (s["pairs"], s["kept"], s["images"]) == ("2", "3", "3")
     with open(out, "rb") as f:
         bins, issame = pickle.load(f, encoding="bytes")
     assert issame == [True, False] and len(bins) == 4

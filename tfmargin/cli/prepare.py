@@ -51,7 +51,8 @@ flags.DEFINE_float("min_score", 0.9, "align/pairs2bin: MTCNN confidence threshol
 flags.DEFINE_integer("min_face_size", 20, "align: smallest face MTCNN looks for, in pixels.")
 flags.DEFINE_string("pairs", None, "pairs2bin: pairs list (LFW pairs.txt or 'a b 0|1' lines).")
 flags.DEFINE_string("images", None, "pairs2bin: root the pair paths are relative to.")
-flags.DEFINE_bool("align", False, "pairs2bin: align images that are not already 112x112.")
+flags.DEFINE_bool("align", False, "pairs2bin: detect and align (MTCNN) images that are not "
+                  "already 112x112 crops; without it such images are refused.")
 flags.DEFINE_integer("identities", None, "synthetic: number of identities.")
 flags.DEFINE_integer("images_per_identity", None, "synthetic: images per identity.")
 flags.DEFINE_string("difficulty", None, "synthetic: 'easy' | 'medium' | 'hard' or "

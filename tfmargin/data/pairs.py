@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from tfmargin.data.images import IMAGE_EXTENSIONS
+from tfmargin.errors import TfmarginError
 
 
 class Pairs(NamedTuple):
@@ -122,13 +123,19 @@ def center_resize(image, size=112):
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
+class UnalignedPhotoError(TfmarginError, ValueError):
+    """A verification photo that is not an aligned crop, given without align=True."""
+
+
 def pairs_to_bin(pairs_path, images_root, output, *, align=False, size=112, progress=True):
     """Write an insightface .bin from a pairs list and its images; returns a Summary.
 
     Images already size x size are stored as they are; others are aligned with MTCNN when
-    `align` (falling back to a centre crop when no face is found, counted as no_face), else
-    centre-cropped and resized. A missing or corrupt image is an error naming it (a pair cannot
-    be skipped without shifting the 10 folds).
+    `align` (falling back to a centre crop when no face is found, counted as no_face and named),
+    else refused with UnalignedPhotoError: a whole photo centre-cropped to 112x112 holds a torso,
+    and a .bin of those measures nothing. A missing or corrupt image is an error naming it (a
+    pair cannot be skipped without shifting the 10 folds). Nothing is written unless every
+    image is ready.
     """
     from tfmargin.data.convert import Summary
     from tfmargin.data.images import decode_image, encode_jpeg
@@ -137,7 +144,7 @@ def pairs_to_bin(pairs_path, images_root, output, *, align=False, size=112, prog
 
     pairs = read_pairs(pairs_path, images_root)
     summary = Summary(pairs=len(pairs.issame), same=int(pairs.issame.sum()), aligned=0,
-                      no_face=0, resized=0, kept=0)
+                      no_face=0, kept=0)
     cache = {}
 
     def encoded(path):
@@ -158,8 +165,10 @@ def pairs_to_bin(pairs_path, images_root, output, *, align=False, size=112, prog
                 data = encode_jpeg(center_resize(image, size))
                 summary.skip("no_face", f"{path}: no face found; centre-cropped instead")
         else:
-            data = encode_jpeg(center_resize(image, size))
-            summary["resized"] += 1
+            raise UnalignedPhotoError(
+                f"{path}: {image.shape[1]}x{image.shape[0]} pixels, not a {size}x{size} aligned "
+                "face crop; add --align (align=True) to detect and align the faces, or align "
+                "the photos first with `prepare align`")
         cache[path] = data
         return data
 
