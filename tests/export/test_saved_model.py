@@ -28,12 +28,16 @@ def test_serving_signature_contract(exported, backbone, held_out):
 def test_keras_file_and_model_card(exported, student, backbone, held_out):
     import keras
 
-    import tfmargin.heads  # noqa: F401  (registers the head for loading)
+    import tfmargin.models  # noqa: F401  (registers the backbone's layers for loading)
 
     folder, _ = exported
     reloaded = keras.saving.load_model(os.path.join(folder, "model.keras"), compile=False)
+    # the embedding model, not the 3-input training model: one image in, one embedding out
+    assert len(reloaded.inputs) == 1 and len(reloaded.outputs) == 1
+    assert tuple(reloaded.inputs[0].shape[1:]) == (112, 112, 3)
+    assert not any("head" in type(layer).__name__.lower() for layer in reloaded.layers)
     images = held_out[0][:4]
-    np.testing.assert_allclose(ref.keras_embeddings(reloaded.get_layer("backbone"), images),
+    np.testing.assert_allclose(ref.keras_embeddings(reloaded, images),
                                ref.keras_embeddings(backbone, images), atol=1e-6)
     card = json.load(open(os.path.join(folder, "model_card.json")))
     assert card["embedding_size"] == 512

@@ -4,7 +4,7 @@
         --formats=saved_model,tflite_fp32,tflite_fp16,tflite_dynamic,tflite_int8,qat_int8,onnx \
         --representative=data/synthetic/train.rec --num_images=200 \
         --qat_data=data/synthetic/train.rec --qat_teacher=runs/teacher/signal.npy --qat_steps=500 \
-        --test_bin=data/synthetic/test.bin
+        --test_bin=data/synthetic/test.bin --threshold_set=data/synthetic/identification.npz
 
 Writes savedmodels/NAME/{saved_model/, model.keras, *.tflite, model.onnx, model_card.json,
 report.json, report.md} (savedmodels/README.md). Flags, inputs and the output path are checked
@@ -46,6 +46,9 @@ flags.DEFINE_integer("qat_batch_size", 64, "QAT batch size.")
 flags.DEFINE_float("qat_learning_rate", 1e-3, "QAT SGD learning rate (momentum 0.9).")
 flags.DEFINE_integer("opset", 17, "ONNX opset.")
 flags.DEFINE_string("test_bin", None, "Held-out verification .bin for the report's accuracy.")
+flags.DEFINE_string("threshold_set", None, "Held-out set whose pairs set the cosine thresholds "
+                    "at FAR 1e-3 / 1e-4 written into each .tflite's metadata: an "
+                    "identification set (.npz / directory, all pairs) or a verification .bin.")
 flags.DEFINE_integer("latency_runs", 200, "Timed runs per latency (median); 0 skips latency.")
 flags.DEFINE_list("threads", ["1", "2"], "Thread counts for latency.")
 flags.DEFINE_string("card", None, "JSON file with model-card fields (training, teacher, "
@@ -88,6 +91,7 @@ def validate():
     if FLAGS.opset < 13:
         raise app.UsageError(f"--opset must be >= 13, got {FLAGS.opset}")
     _exists("test_bin", FLAGS.test_bin)
+    _exists("threshold_set", FLAGS.threshold_set)
     if FLAGS.latency_runs < 0:
         raise app.UsageError(f"--latency_runs must be >= 0, got {FLAGS.latency_runs}")
     try:
@@ -125,7 +129,8 @@ def main(argv):
         qat_steps=FLAGS.qat_steps, teacher=FLAGS.qat_teacher,
         qat_batch_size=FLAGS.qat_batch_size, qat_learning_rate=FLAGS.qat_learning_rate,
         opset=FLAGS.opset, test_bin=FLAGS.test_bin, report=FLAGS.report,
-        latency_runs=FLAGS.latency_runs, threads=threads, card=card, command=command)
+        latency_runs=FLAGS.latency_runs, threads=threads, card=card, command=command,
+        threshold_set=FLAGS.threshold_set)
     for fmt, path in paths.items():
         print(f"{fmt}: {path}")
     if FLAGS.report:

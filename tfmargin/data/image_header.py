@@ -14,15 +14,21 @@ _JPEG_FRAMES = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOFn; C4/C8/CC are
 
 
 def _jpeg(data):
+    """The first frame header's size, found as libjpeg finds it: segments skipped by their
+    length, and bytes between segments that are not a marker skipped one by one (libjpeg
+    tolerates them, so a parser that gave up there would let a bomb through)."""
     i, n = 2, len(data)
     while i + 4 <= n:
         if data[i] != 0xFF:
-            return None
+            i = data.find(b"\xff", i)
+            if i < 0:
+                return None
+            continue
         marker = data[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
             continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+        if marker == 0x00 or marker == 0x01 or 0xD0 <= marker <= 0xD8:  # no length
             i += 2
             continue
         if marker in _JPEG_FRAMES:
@@ -53,7 +59,7 @@ def _webp(data):
 def declared_size(data):
     """(height, width) from the header of a JPEG, PNG, GIF, BMP or WebP; None when the bytes are
     none of these or the header is unreadable (the decoder then has its say)."""
-    data = bytes(data[:1 << 16]) if len(data) > 1 << 16 else bytes(data)
+    data = bytes(data)  # the whole header: APPn segments before the frame can be 64 KB each
     if data[:3] == b"\xff\xd8\xff":
         return _jpeg(data)
     if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
@@ -75,6 +81,10 @@ def too_large(data, max_pixels=None):
     one-line complaint."""
     size = declared_size(data)
     limit = MAX_PIXELS if max_pixels is None else max_pixels
+    if size is None and bytes(data[:3]) == b"\xff\xd8\xff":
+        # libjpeg would look for the frame header as _jpeg does; none found means no image,
+        # or one laid out to slip past this check
+        return "its JPEG header holds no readable frame size; refused before decoding"
     if size is None or size[0] * size[1] <= limit:
         return ""
     return (f"its header declares {size[1]}x{size[0]} pixels, over the {limit:,}-pixel limit "

@@ -11,8 +11,9 @@ import os
 
 import numpy as np
 
+from tfmargin.data.image_header import too_large
 from tfmargin.data.folders import ImageFolder, is_image_folder
-from tfmargin.data.recordio import RecordIO
+from tfmargin.data.recordio import RecordIO, RecordIOError
 
 
 def source_kind(source):
@@ -51,7 +52,7 @@ class IndexedSource:
                 self.reader.num_classes = num_classes
             if self.reader.idx_path is None:
                 self.reader.close()
-                raise ValueError(f"{path}: the training pipeline needs the .idx beside the .rec "
+                raise RecordIOError(f"{path}: the training pipeline needs the .idx beside the .rec "
                                  "(random access)")
             self._keys = self.reader.keys()
             self.path = path
@@ -93,16 +94,30 @@ class IndexedSource:
         bytes buffer (image i = data[starts[i]:starts[i] + lengths[i]]), labels int32."""
         positions = np.asarray(positions, np.int64).reshape(-1)
         if self.kind == "rec":
-            return self.reader.read_packed(self._keys[positions])
-        pairs = self.reader.read_many(positions)
-        lengths = np.fromiter((len(p[0]) for p in pairs), np.int64, len(pairs))
-        labels = np.fromiter((p[1] for p in pairs), np.int32, len(pairs))
-        return b"".join(p[0] for p in pairs), np.cumsum(lengths) - lengths, lengths, labels
+            data, starts, lengths, labels = self.reader.read_packed(self._keys[positions])
+        else:
+            pairs = self.reader.read_many(positions)
+            lengths = np.fromiter((len(p[0]) for p in pairs), np.int64, len(pairs))
+            labels = np.fromiter((p[1] for p in pairs), np.int32, len(pairs))
+            data, starts = b"".join(p[0] for p in pairs), np.cumsum(lengths) - lengths
+        return data, starts, _screened(data, starts, lengths), labels
 
     def labels(self):
         if self.kind == "rec":
             return self.reader.labels()
         return self.reader.labels
+
+
+def _screened(data, starts, lengths):
+    """`lengths` with 0 for every image whose header declares more pixels than MAX_PIXELS: the
+    decoder then drops it as a corrupt image (named in the skipped-images log, an error in
+    strict mode) instead of allocating what a decompression bomb asks for."""
+    bombs = [i for i, (s, n) in enumerate(zip(starts.tolist(), lengths.tolist()))
+             if too_large(data[s:s + n])]
+    if bombs:
+        lengths = lengths.copy()
+        lengths[bombs] = 0
+    return lengths
 
 
 def load_array(value, name, rows):

@@ -28,10 +28,16 @@ class TFRecordError(TfmarginError, ValueError):
     file (and the field or shard)."""
 
 
-def _count(value, path, field, positive=False):
+LIMITS = {"teacher_dim": 1 << 16, "image_size": 1 << 14, "num_classes": (1 << 31) - 1}
+MAX_COUNT = 1 << 48  # records: far beyond any dataset, far inside int64 and float64
+
+
+def _count(value, path, field, positive=False, limit=MAX_COUNT):
     if isinstance(value, bool) or not isinstance(value, int) or value < (1 if positive else 0):
         raise TFRecordError(f"{path}: {field} must be a {'positive' if positive else 'non-negative'}"
-                            f" integer, got {value!r}")
+                            f" integer, got {str(value)[:40]!r}")
+    if value > limit:  # before TensorFlow turns it into an int32 / int64 and overflows
+        raise TFRecordError(f"{path}: {field} {str(value)[:40]} is over its limit {limit}")
     return value
 
 
@@ -44,13 +50,16 @@ def read_metadata(directory):
     try:
         with open(path, encoding="utf-8") as f:
             meta = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise TFRecordError(f"{path}: not valid JSON ({e})") from None
+    except (ValueError, RecursionError) as e:  # bad UTF-8 / JSON, nesting, 5000-digit ints
+        raise TFRecordError(f"{path}: not valid JSON ({type(e).__name__}: "
+                            f"{str(e)[:200]})") from None
     if not isinstance(meta, dict):
         raise TFRecordError(f"{path}: expected a JSON object, got {type(meta).__name__}")
     shards = meta.get("shards")
     if not isinstance(shards, list) or not shards or not all(isinstance(n, str) for n in shards):
         raise TFRecordError(f"{path}: 'shards' must be a non-empty list of file names")
+    if len(set(shards)) != len(shards):
+        raise TFRecordError(f"{path}: a shard is listed twice")
     for name in shards:
         if os.path.basename(name) != name or name in ("", ".", ".."):
             raise TFRecordError(f"{path}: shard {name!r} is not a file name inside "
@@ -63,7 +72,13 @@ def read_metadata(directory):
             _count(c, path, "each count")
     for field in ("num_examples", "num_classes", "teacher_dim", "image_size"):
         if meta.get(field) is not None:
-            _count(meta[field], path, field, positive=field != "num_examples")
+            _count(meta[field], path, field, positive=field != "num_examples",
+                   limit=LIMITS.get(field, MAX_COUNT))
+    if counts is None and meta.get("num_examples") is not None:
+        # nothing holds an unverifiable total to the shards: a stream cut to it would repeat
+        # records (or stop early) without a word
+        raise TFRecordError(f"{path}: num_examples without per-shard 'counts'; give both (as "
+                            "tfmargin writes them) or neither")
     if counts is not None and meta.get("num_examples") is not None \
             and sum(counts) != meta["num_examples"]:
         raise TFRecordError(f"{path}: num_examples {meta['num_examples']} is not the sum of the "
@@ -207,8 +222,17 @@ def tfrecord_files(source):
 
 def infer_features(files):
     """(teacher_dim, has_teacher_flip) read from the first record when there is no metadata."""
-    for raw in tf.data.TFRecordDataset(files[:1]).take(1):
-        ex = tf.train.Example.FromString(raw.numpy())
+    from google.protobuf.message import DecodeError
+
+    try:
+        raws = [raw.numpy() for raw in tf.data.TFRecordDataset(files[:1]).take(1)]
+    except tf.errors.OpError as e:
+        raise TFRecordError(f"{files[0]}: record 0: {op_message(e)}") from None
+    for raw in raws:
+        try:
+            ex = tf.train.Example.FromString(raw)
+        except DecodeError as e:
+            raise TFRecordError(f"{files[0]}: record 0 is not a tf.train.Example ({e})") from None
         feats = ex.features.feature
         dim = len(feats["teacher"].float_list.value) if "teacher" in feats else None
         return dim, "teacher_flip" in feats

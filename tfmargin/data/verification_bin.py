@@ -165,8 +165,10 @@ def load_verification_encoded(path):
         budget = BUDGET_FACTOR * os.fstat(f.fileno()).st_size + BUDGET_EXTRA
         try:
             obj = _RestrictedUnpickler(f, path, budget).load()
-        except UnsafePickleError:
-            raise
+        except UnsafePickleError as e:
+            if str(e).startswith(path):
+                raise
+            raise UnsafePickleError(f"{path}: {e}") from None  # raised where no path is known
         except Exception as e:  # truncated / not a pickle
             raise VerificationBinError(f"{path}: not a verification .bin pickle ({type(e).__name__}: "
                              f"{e})") from None

@@ -60,5 +60,63 @@ def model_card(backbone, model=None, card=None, export=None, artifacts=None):
     return out
 
 
+RECIPE_KEYS = ("role", "method", "head", "backbone", "embedding_size", "data", "steps",
+               "batch_size", "images_per_identity", "lr", "lr_schedule", "weight_decay",
+               "weight_decay_mode", "scale", "margin", "m_max", "m_min", "d_max",
+               "softmax_warmup_steps", "margin_ramp_steps", "precision", "seed", "val_bin")
+
+
+def _read_json(path):
+    import json
+
+    try:
+        with open(path) as f:
+            value = json.load(f)
+        return value if isinstance(value, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _last_row(csv_path):
+    import csv
+
+    try:
+        with open(csv_path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError:
+        return None
+    return rows[-1] if rows else None
+
+
+def card_from_run(model_path):
+    """Card fields a training run left beside its model (train()'s output folder: config.json,
+    best.json, history.csv, and the teacher signal's manifest.json its config names): the
+    recipe, the teacher and the data it was distilled on (paths and checksums), and the
+    verification numbers. {} when the model does not sit in a training run's folder."""
+    run = os.path.dirname(os.path.abspath(os.fspath(model_path)))
+    config = _read_json(os.path.join(run, "config.json"))
+    if not config or "method" not in config:
+        return {}
+    card = {"training": {k: config[k] for k in RECIPE_KEYS if k in config}}
+    card["training"]["run"] = run
+    history = _last_row(os.path.join(run, "history.csv"))
+    best = _read_json(os.path.join(run, "best.json"))
+    verification = {}
+    if history:
+        card["training"]["epochs_run"] = int(history.get("epoch", -1)) + 1
+        verification["last_epoch"] = {k: float(v) for k, v in history.items()
+                                      if k.startswith("val_") and v not in ("", None)}
+    if best:
+        verification["best"] = {k: best[k] for k in ("step", "accuracy", "set") if k in best}
+    if verification:
+        card["verification"] = verification
+    signal = config.get("teacher_signal")
+    manifest = _read_json(os.path.join(signal, "manifest.json")) if signal else None
+    if manifest:
+        card["teacher"] = {"signal": signal, **{k: manifest[k] for k in ("teacher", "dataset")
+                                                if k in manifest}}
+    return card
+
+
 def write_model_card(directory, card):
     return write_json(os.path.join(os.fspath(directory), CARD_NAME), card)

@@ -39,13 +39,16 @@ def check_formats(formats):
 def export_all(model, output, formats=FORMATS, representative=None, num_images=200,
                integer_io="int8", qat_data=None, qat_steps=0, teacher=None, qat_batch_size=64,
                qat_learning_rate=1e-3, opset=17, test_bin=None, report=True, latency_runs=200,
-               threads=(1, 2), card=None, command=None, log=print):
+               threads=(1, 2), card=None, command=None, log=print, threshold_set=None):
     """Export `model` to each of `formats` under `output`; returns {format: path} (and writes
-    the report when `report`). Arguments as in export_tflite / quantization_aware_training /
-    export_onnx / parity_report; `integer_io` is the I/O type of tflite_int8_io."""
-    from tfmargin.atomic import atomic_path
-    from tfmargin.export.card import model_card, write_model_card
-    from tfmargin.export.saved_model import KERAS_FILE, export_saved_model
+    the report when `report`). Every .tflite carries TFLite metadata with the card and its
+    contract; `threshold_set` (a held-out .bin or identification set) gives the cosine
+    thresholds at FAR 1e-3 / 1e-4 measured with each file. Arguments as in export_tflite / quantization_aware_training /
+    export_onnx / parity_report; `integer_io` is the I/O type of tflite_int8_io. When `model` is
+    a path inside a training run's folder, the card's training, teacher and verification fields
+    come from that run (card_from_run); fields given in `card` win."""
+    from tfmargin.export.card import card_from_run, model_card, write_model_card
+    from tfmargin.export.saved_model import export_saved_model, save_embedding_model
     from tfmargin.export.tflite import TFLiteSource, export_tflite
 
     formats = check_formats(formats)
@@ -56,12 +59,15 @@ def export_all(model, output, formats=FORMATS, representative=None, num_images=2
     if "qat_int8" in formats and qat_data is None:
         raise ExportError("qat_int8 needs training data (--qat_data)")
     output = os.fspath(output)
+    if isinstance(model, (str, os.PathLike)):  # a training run's folder tells its story
+        card = {**card_from_run(model), **(card or {})} or None
     model = load_model(model)
     backbone = check_input(embedding_model(model))
     settings = {"formats": formats, "calibration_images": num_images,
                 "representative": representative if isinstance(representative, str) else
                 "in-memory images", "integer_io": integer_io, "opset": opset}
     paths, details = {}, {}
+    file_card = model_card(backbone, model, card, settings)  # what each .tflite carries
     started = time.perf_counter()
     with TFLiteSource(model) as source:
         for fmt in formats:
@@ -78,16 +84,17 @@ def export_all(model, output, formats=FORMATS, representative=None, num_images=2
 
                 details[fmt] = quantization_aware_training(
                     model, path, qat_data, qat_steps, teacher=teacher, batch_size=qat_batch_size,
-                    learning_rate=qat_learning_rate, log=log)
+                    learning_rate=qat_learning_rate, log=log, card=file_card,
+                    threshold_set=threshold_set)
             else:
                 mode = fmt.split("_")[1]
                 export_tflite(source, path, mode, representative=representative,
                               integer_io=integer_io if fmt == "tflite_int8_io" else False,
-                              num_images=num_images)
+                              num_images=num_images, card=file_card,
+                              threshold_set=threshold_set)
             paths[fmt] = path
     if "saved_model" not in formats:
-        with atomic_path(os.path.join(output, KERAS_FILE), suffix=".keras") as tmp:
-            model.save(tmp)
+        save_embedding_model(backbone, output)
     settings["seconds"] = round(time.perf_counter() - started, 1)
     if details:
         settings["qat"] = {k: {kk: vv for kk, vv in v.items() if kk != "losses"}

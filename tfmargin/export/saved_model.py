@@ -6,7 +6,9 @@ writes, each atomically:
     savedmodels/student/saved_model/    signature serving_default (and "serve"):
                                         {"image": uint8 (B, 112, 112, 3) RGB}
                                         -> {"embedding": float32 (B, D), L2-normalised}
-    savedmodels/student/model.keras     the Keras model as given (with its head, if any)
+    savedmodels/student/model.keras     the embedding model: one image batch in ([-1, 1]
+                                        float, as in training), (B, D) embeddings out; the
+                                        training head stays with the training run
     savedmodels/student/model_card.json
 """
 
@@ -41,6 +43,15 @@ def check_saved_model(directory, backbone, images=None, min_cosine=0.9999):
                           f"cosine {cos.min():.6f})")
 
 
+def save_embedding_model(backbone, directory):
+    """model.keras of an export folder: the backbone alone, what a user who loads it expects
+    (one input, one embedding), never the 3-input training model with its class centers."""
+    path = os.path.join(os.fspath(directory), KERAS_FILE)
+    with atomic_path(path, suffix=".keras") as tmp:
+        backbone.save(tmp)
+    return path
+
+
 def export_saved_model(model, directory, card=None, export_settings=None, save_keras=True,
                        verify=True):
     """SavedModel + model.keras + model_card.json under `directory`; returns the SavedModel path.
@@ -59,8 +70,7 @@ def export_saved_model(model, directory, card=None, export_settings=None, save_k
         if verify:
             check_saved_model(tmp, backbone)
     if save_keras:
-        with atomic_path(os.path.join(directory, KERAS_FILE), suffix=".keras") as tmp:
-            model.save(tmp)
+        save_embedding_model(backbone, directory)
     settings = {"saved_model": {"input": "uint8 (B, 112, 112, 3) RGB",
                                 "output": "L2-normalised float32 embedding",
                                 "signature": "serving_default"}, **(export_settings or {})}

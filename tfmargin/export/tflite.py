@@ -28,9 +28,9 @@ import warnings
 
 import numpy as np
 
-from tfmargin.atomic import write_bytes
 from tfmargin.evaluate.vectors import unit_rows
 from tfmargin.export import graph
+from tfmargin.export.contract import write_tflite
 from tfmargin.export.model import ExportError, check_input, embedding_model
 from tfmargin.export.ops import check_builtin_ops
 from tfmargin.export.representative import DEFAULT_IMAGES, calibration_images
@@ -162,7 +162,8 @@ def _verify(content, backbone, images, mode, normalize, where):
 
 
 def export_tflite(model, path, mode, representative=None, integer_io=False,
-                  num_images=DEFAULT_IMAGES, normalize=None, seed=0, verify=True):
+                  num_images=DEFAULT_IMAGES, normalize=None, seed=0, verify=True, card=None,
+                  threshold_set=None, metadata=True):
     """Convert `model` to a TFLite file at `path` (written atomically); returns `path`.
 
     Args:
@@ -174,6 +175,9 @@ def export_tflite(model, path, mode, representative=None, integer_io=False,
       num_images: calibration images drawn from `representative`.
       normalize: L2-normalise inside (default: yes, except with integer I/O).
       verify: run the file in LiteRT and check it (see _verify) before it is written.
+      card, threshold_set, metadata: the file carries TFLite metadata (its contract, measured
+        from it, and `card` as model_card.json; tfmargin.export.contract), with the cosine
+        thresholds at FAR 1e-3 / 1e-4 measured on `threshold_set` when given.
     """
     where = os.fspath(path)
     if mode not in MODES:
@@ -196,5 +200,4 @@ def export_tflite(model, path, mode, representative=None, integer_io=False,
             probe = images[:8] if images is not None else np.random.default_rng(seed).uniform(
                 -1, 1, (4, 112, 112, 3)).astype(np.float32)
             _verify(content, source.backbone, probe, mode, normalize, where)
-    write_bytes(where, content)
-    return where
+    return write_tflite(where, content, card, threshold_set, metadata)

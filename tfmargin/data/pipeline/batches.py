@@ -9,6 +9,7 @@ import tensorflow as tf
 from tfmargin.data.images import decode_tensor, resize_tensor
 from tfmargin.data.pipeline.chunks import AUTOTUNE, indexed_chunks, tfrecord_chunks
 from tfmargin.data.pipeline.decode import decoder, normalize, sample_image, sizes_match
+from tfmargin.data.pipeline.errors import DataPipelineError
 from tfmargin.data.pipeline.stats import PipelineStats
 from tfmargin.data.sources import IndexedSource, load_array, source_kind
 from tfmargin.data.tfrecord import tfrecord_files
@@ -109,7 +110,7 @@ def train_dataset(source, batch_size, *, image_size=112, shuffle=True, shuffle_b
             num_examples = groups_per_pass(np.asarray(src.labels())[positions],
                                            images_per_identity)
         if num_examples == 0:
-            raise ValueError(f"{where}: shard {shard_index} of {num_shards} is empty"
+            raise DataPipelineError(f"{where}: shard {shard_index} of {num_shards} is empty"
                              + (f" (no identity has {images_per_identity} images)"
                                 if images_per_identity else ""))
 
@@ -118,7 +119,8 @@ def train_dataset(source, batch_size, *, image_size=112, shuffle=True, shuffle_b
     # schedules line up) and skipped corrupt images are replaced by the next permutation's.
     fixed_epoch = drop_remainder and not repeat and num_examples is not None
     if fixed_epoch and num_examples < batch_size:
-        raise ValueError(f"{where}: {num_examples} images, fewer than one batch of {batch_size}")
+        raise DataPipelineError(f"{where}: {num_examples} images, fewer than one batch of "
+                                f"{batch_size}")
     endless = repeat or fixed_epoch
 
     if kind == "tfrecord":

@@ -3,6 +3,7 @@
 
 import tensorflow as tf
 
+from tfmargin.data.image_header import declared_size, too_large
 from tfmargin.data.images import decode_tensor, resize_tensor
 from tfmargin.data.tfrecord import tfrecord_files
 
@@ -144,6 +145,11 @@ def sample_image(source, kind, src):
 def sizes_match(encoded, image_size):
     """Whether a sample image of the source has the training size (picks the decode path)."""
     if not encoded:
+        return True
+    declared = declared_size(encoded)  # read from the header: a bomb is never decoded here
+    if declared is not None:
+        return tuple(declared) == (image_size, image_size)
+    if too_large(encoded):
         return True
     try:
         shape = decode_tensor(tf.constant(encoded)).shape

@@ -53,10 +53,7 @@ def describe(source, error):
         kind = source_kind(where)
     except ValueError:
         kind = None
-    data_error = ("DataLoss" in type(error).__name__ or "corrupted record" in message
-                  or "Data types don't match" in message or "expected to contain" in message
-                  or "truncated record" in message)
-    if kind == "tfrecord" and data_error:  # a full read of the shards: only for their errors
+    if kind == "tfrecord":  # a full read of the shards finds the shard and record
         from tfmargin.data.tfrecord import TFRecordError, check_shards
 
         try:

@@ -6,7 +6,7 @@ import tempfile
 
 import numpy as np
 
-from tfmargin.atomic import write_bytes
+from tfmargin.export.contract import write_tflite
 from tfmargin.evaluate.vectors import unit_rows
 from tfmargin.export.model import (ExportError, check_input, embedding_model, find_head,
                                    load_model)
@@ -48,7 +48,7 @@ def convert_qat(qat, integer_io=False, normalize=None, where="qat"):
 def quantization_aware_training(model, path, data, steps, head=None, teacher=None,
                                 batch_size=64, learning_rate=1e-3, integer_io=False,
                                 calibration_images=128, freeze_batch_norm=True, seed=0,
-                                log=None):
+                                log=None, card=None, threshold_set=None):
     """Fine-tune a trained student with fake quantisation and write a full-integer TFLite file.
 
     Args:
@@ -58,6 +58,7 @@ def quantization_aware_training(model, path, data, steps, head=None, teacher=Non
       data: training batches (see training_batches): a training source path, a dataset or
         iterable of ({"image", "label", "teacher"?}, label), or arrays (images, labels[, teacher]).
       steps: fine-tuning steps (0 = calibrate the ranges and convert only).
+      card, threshold_set: the file's TFLite metadata, as in export_tflite.
       teacher: for a path source: the teacher embeddings as train_dataset takes them.
       integer_io: False (float I/O, normalised output), True / "int8" or "uint8".
 
@@ -95,7 +96,7 @@ def quantization_aware_training(model, path, data, steps, head=None, teacher=Non
                           "QAT must start from a trained float model")
     ref = np.asarray(qat(probe, training=False), np.float64)
     cos = np.sum(unit_rows(out) * unit_rows(ref), axis=1)
-    write_bytes(where, content)
+    write_tflite(where, content, card, threshold_set)
     return {"path": where, "steps": steps, "losses": losses, "rebuild_relative_error": rebuild_error,
             "quantize_configs": custom, "calibrated_ranges": ranges,
             "tflite_vs_qat_model_min_cosine": float(cos.min()),
