@@ -259,9 +259,18 @@ def export_best(config, runs, rows, test, log=print):
     (method, seed), r = max(runs.items(), key=val)
     path = os.path.join(config.output_dir, "student_int8.tflite")
     log(f"[demo] export: {r['name']} (best validation accuracy) -> {path}")
+    from tfmargin.export.card import card_from_run
+
+    # the file carries its contract; cosine thresholds from the identification identities,
+    # which no reported number uses (val.bin picks the student, test.bin scores it)
+    held_out = os.path.join(config.data_dir, "identification.npz")
     export_tflite(r["backbone"], path, "int8",
                   representative=os.path.join(config.data_dir, "train.rec"),
-                  num_images=config.calibration_images, seed=config.data_seed)
+                  num_images=config.calibration_images, seed=config.data_seed,
+                  card={**card_from_run(r["backbone"]),
+                        "note": "demo student trained on synthetic cartoon faces: it does not "
+                                "recognise real people"},
+                  threshold_set=held_out if os.path.exists(held_out) else None)
     result = evaluate_sets(path, test)["test"]
     rows.append(_row(f"student {r['name']}, int8 TFLite", method, seed, result, model=path))
     return {"method": method, "seed": seed, "path": path, "bytes": os.path.getsize(path),

@@ -114,5 +114,6 @@ def exported(tmp_path_factory, student, train_arrays, dataset):
                        qat_data=(images, labels, teacher), qat_steps=4, qat_batch_size=BATCH,
                        test_bin=str(dataset / "test.bin"), latency_runs=5, threads=(1,),
                        card={"teacher": "made-up centers (test)", "training": {"steps": 6}},
-                       threshold_set=str(dataset / "identification.npz"), log=lambda *_: None)
+                       threshold_set=str(dataset / "identification.npz"),
+                       held_out=str(dataset / "identification.npz"), log=lambda *_: None)
     return out, paths

@@ -63,3 +63,38 @@ def test_report_markdown_and_op_lists(exported):
     assert line == "- ops: " + ", ".join(f"{op} x{n}" for op, n in ops.items())
     # BN folds into the convolutions: no BN-shaped op survives in the fp32 file.
     assert "MUL" not in ops and ops["CONV_2D"] + ops["DEPTHWISE_CONV_2D"] == 22
+
+
+def _tar_at_far_bruteforce(cos, genuine, far):
+    """The best TAR of any threshold t (accept cos >= t) whose FAR is within `far`."""
+    best = 0.0
+    for t in np.unique(cos):
+        if np.mean(cos[~genuine] >= t) <= far:
+            best = max(best, float(np.mean(cos[genuine] >= t)))
+    return best
+
+
+def test_low_far_numbers_against_a_brute_force_reference(exported, dataset):
+    """TAR@FAR 1e-3 / 1e-4 over every pair of the held-out identities, for the int8 file:
+    LiteRT driven by hand, flip-sum, float64 cosines, every threshold tried."""
+    folder, paths = exported
+    report = json.load(open(os.path.join(folder, "report.json")))
+    with np.load(dataset / "identification.npz") as z:
+        images = np.concatenate([z["probe"], z["gallery"]] + (
+            [z["distractors"]] if "distractor_labels" in z.files else []))
+        labels = np.concatenate([z["probe_labels"], z["gallery_labels"]] + (
+            [z["distractor_labels"]] if "distractor_labels" in z.files else []))
+    e = (ref.run_litert(paths["tflite_int8"], images)
+         + ref.run_litert(paths["tflite_int8"], images[:, :, ::-1]))
+    e = ref.unit(e)
+    i, j = np.triu_indices(len(e), 1)
+    cos, genuine = np.sum(e[i] * e[j], axis=1), labels[i] == labels[j]
+    got = report["artifacts"]["tflite_int8"]["low_far"]
+    assert got["impostor_pairs"] == int(np.sum(~genuine))
+    for key, far in (("1e-3", 1e-3), ("1e-4", 1e-4)):
+        assert abs(got[key] - _tar_at_far_bruteforce(cos, genuine, far)) <= 1.5 / genuine.sum()
+    keras = report["artifacts"]["keras"]["low_far"]
+    assert keras["impostor_pairs"] == got["impostor_pairs"]
+    goal = next(g for g in report["goals"] if g["goal"].startswith("tflite_int8 TAR@FAR=1e-3"))
+    assert goal["value"] == 100 * (keras["1e-3"] - got["1e-3"])
+    assert "TAR@1e-3 (%)" in open(os.path.join(folder, "report.md")).read()

@@ -39,11 +39,13 @@ def check_formats(formats):
 def export_all(model, output, formats=FORMATS, representative=None, num_images=200,
                integer_io="int8", qat_data=None, qat_steps=0, teacher=None, qat_batch_size=64,
                qat_learning_rate=1e-3, opset=17, test_bin=None, report=True, latency_runs=200,
-               threads=(1, 2), card=None, command=None, log=print, threshold_set=None):
+               threads=(1, 2), card=None, command=None, log=print, threshold_set=None,
+               held_out=None):
     """Export `model` to each of `formats` under `output`; returns {format: path} (and writes
     the report when `report`). Every .tflite carries TFLite metadata with the card and its
     contract; `threshold_set` (a held-out .bin or identification set) gives the cosine
-    thresholds at FAR 1e-3 / 1e-4 measured with each file. Arguments as in export_tflite / quantization_aware_training /
+    thresholds at FAR 1e-3 / 1e-4 measured with each file; `held_out` (an identification set)
+    adds TAR@FAR 1e-3 / 1e-4 of every artifact to the report. Arguments as in export_tflite / quantization_aware_training /
     export_onnx / parity_report; `integer_io` is the I/O type of tflite_int8_io. When `model` is
     a path inside a training run's folder, the card's training, teacher and verification fields
     come from that run (card_from_run); fields given in `card` win."""
@@ -107,5 +109,5 @@ def export_all(model, output, formats=FORMATS, representative=None, num_images=2
 
         log("measuring parity, accuracy and latency ...")
         parity_report(output, model, test_bin=test_bin, threads=threads, runs=latency_runs,
-                      output_dir=output, command=command)
+                      output_dir=output, command=command, held_out=held_out)
     return paths

@@ -23,9 +23,10 @@ from tfmargin.datasets.synthetic.identity import (DEFAULT_DIFFICULTY, PRESETS, D
                                               resolve_difficulty, sample_identity)
 from tfmargin.datasets.synthetic.nuisance import Nuisance, sample_nuisance
 from tfmargin.datasets.synthetic.render import render
+from tfmargin.datasets.synthetic.scene import render_scene, write_scenes
 
 __all__ = ["DEFAULT_DIFFICULTY", "DEFAULT_SPLIT", "Difficulty", "Identity", "Nuisance", "PRESETS",
            "SyntheticDatasetWarning", "contact_sheet", "generate",
-           "render", "render_identity", "resolve_difficulty", "sample_identity",
+           "render", "render_identity", "render_scene", "resolve_difficulty", "sample_identity",
            "sample_nuisance", "save_identification", "split_identities", "verification_pairs",
-           "write_dataset"]
+           "write_dataset", "write_scenes"]
