@@ -15,7 +15,7 @@ FAST_TEST_PATHS := tests/heads tests/margins tests/models tests/data tests/datas
 # Test files whose tests run under both Keras backends (marked `backends`).
 JAX_TEST_PATHS := tests/heads tests/margins tests/models tests/train tests/distill tests/evaluate/test_callback.py
 
-.PHONY: setup demo test test-fast test-tf test-jax lint bench clean
+.PHONY: setup demo test test-fast test-tf test-jax lint bench notebook clean
 
 $(VENV)/.runtime: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ setup: $(VENV)/.runtime
 
 demo: setup
 	$(PY) -m examples.demo --flagfile=flags/demo.cfg $(DEMO_FLAGS)
+
+# docs/notebooks/margin_distillation.ipynb executed at full size, outputs saved in place
+notebook: $(VENV)/.testdeps
+	$(PY) -m examples.notebook
 
 test: $(VENV)/.testdeps lint test-tf test-jax
 

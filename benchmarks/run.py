@@ -19,6 +19,8 @@ flags.DEFINE_integer("repeats", None, "Timed repetitions for rows that take it (
 flags.DEFINE_string("model", None, "A trained model (.keras) for rows that measure one (export: "
                     "fills the accuracy columns; default: the demo's student when it exists).")
 flags.DEFINE_string("test_bin", None, "Held-out verification .bin for rows that measure accuracy.")
+flags.DEFINE_string("held_out", None, "Identification set (.npz) of unseen identities: the "
+                    "export row's TAR@FAR 1e-3 / 1e-4 over all of its pairs.")
 
 
 def _accepts(run, name):
@@ -43,7 +45,8 @@ def main(argv):
     if unknown:
         raise app.UsageError(f"--rows: unknown row(s) {unknown}; known: {sorted(modules)}")
     options = {k: v for k, v in (("batch_size", FLAGS.batch_size), ("repeats", FLAGS.repeats),
-                                 ("model", FLAGS.model), ("test_bin", FLAGS.test_bin))
+                                 ("model", FLAGS.model), ("test_bin", FLAGS.test_bin),
+                                 ("held_out", FLAGS.held_out))
                if v is not None}
     records = []
     for name in wanted:

@@ -261,3 +261,22 @@ def test_a_glob_takes_each_shards_own_count(shards):
     assert check_shards(pattern) == meta["counts"][1]
     assert len(list(tfrecord_dataset(pattern))) == meta["counts"][1]
     assert sum(1 for _ in train_dataset(pattern, 1, shuffle=False)) == meta["counts"][1]
+
+
+def test_shards_stream_under_the_global_seed_zero(synthetic, tmp_path):
+    """keras.utils.set_random_seed(0) (what a notebook does first) once broke every shuffled
+    TFRecord stream: TensorFlow compared (0, r) with (0, 0) on the symbolic per-pass seed r.
+    Found by the notebook test."""
+    import tensorflow as tf
+
+    from tfmargin.data import train_dataset
+    from tfmargin.data.convert import convert_to_tfrecord
+
+    convert_to_tfrecord(str(synthetic / "train.rec"), str(tmp_path / "s"), num_shards=2,
+                        seed=0, progress=False)
+    try:
+        tf.random.set_seed(0)
+        _, labels = next(iter(train_dataset(str(tmp_path / "s"), 8, seed=0)))
+        assert labels.shape == (8,)
+    finally:
+        tf.random.set_seed(None)

@@ -87,7 +87,7 @@ def _why_int8_slow(entry, arch):
     return "; ".join(reasons)
 
 
-def _low_far(embedder, pairs):
+def low_far_tar(embedder, pairs):
     """{"1e-3": TAR, "1e-4": TAR, "impostor_pairs": n} over every pair of the held-out set."""
     from tfmargin.evaluate import embed, pairwise_verification
 
@@ -97,7 +97,7 @@ def _low_far(embedder, pairs):
     return {**out, "impostor_pairs": int(r.impostor_pairs)}
 
 
-def _held_out_pairs(path):
+def held_out_pairs(path):
     """(images, labels) of an identification set: probes, gallery and labelled distractors."""
     from tfmargin.evaluate import load_identification_set
 
@@ -208,11 +208,11 @@ def parity_report(artifacts, model, images=None, test_bin=None, threads=(1, 2), 
     reference = embed(backbone, images, flip=False).astype(np.float64)
     float_accuracy = None
     entries = {}
-    pairs = _held_out_pairs(held_out) if held_out else None
+    pairs = held_out_pairs(held_out) if held_out else None
     if pairs is not None:
         entries["keras"] = {"name": "keras", "kind": "keras", "path": None, "size_bytes": None,
                             "cosine": _cosines(reference, reference),
-                            "low_far": _low_far(backbone, pairs)}
+                            "low_far": low_far_tar(backbone, pairs)}
     if sets:
         r = evaluate_sets(backbone, sets)["test"]
         float_accuracy = r.accuracy
@@ -230,7 +230,7 @@ def parity_report(artifacts, model, images=None, test_bin=None, threads=(1, 2), 
             r = evaluate_sets(embedder, sets)["test"]
             e.update(accuracy=r.accuracy, accuracy_std=r.accuracy_std, pairs=r.num_pairs)
         if pairs is not None:
-            e["low_far"] = _low_far(embedder, pairs)
+            e["low_far"] = low_far_tar(embedder, pairs)
         e["latency_ms"] = _latency(path, threads, runs, warmup) if runs else None
         e["ops"] = artifact_ops(path)
         if e["kind"] == "tflite":

@@ -22,6 +22,17 @@ def _epoch_seeds(seed, repeat):
     return seeds if repeat else seeds.take(1)
 
 
+def _without_global_seed():
+    """Called while a pass is traced. With the global seed 0 (keras.utils.set_random_seed(0),
+    tf.random.set_seed(0)), TensorFlow's get_seed compares the pair (0, r) with (0, 0) as
+    Python values and fails on the symbolic r ("Using a symbolic tf.Tensor as a Python bool");
+    any other global seed works. For that one seed the pass is traced as if no global seed were
+    set; every other case keeps the order it always had (runs in progress resume unchanged)."""
+    graph = tf.compat.v1.get_default_graph()
+    if graph.seed is not None and graph.seed % (2 ** 31 - 1) == 0:
+        graph.seed = None
+
+
 def _seed_pair(r, salt):
     return tf.stack([r, tf.constant(salt, tf.int64)])
 
@@ -141,6 +152,7 @@ def tfrecord_chunks(source, *, shuffle, shuffle_buffer, flip, seed, repeat, read
 
     def one_pass(r):
         # One pass over this worker's records; the shuffle buffer never spans two passes.
+        _without_global_seed()
         ds = tf.data.Dataset.from_tensor_slices((files, counts))
         if shuffle and not record_sharding:  # record sharding needs one order on all workers
             ds = ds.shuffle(len(files), seed=r, reshuffle_each_iteration=False)
