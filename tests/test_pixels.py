@@ -29,3 +29,20 @@ def test_graph_and_layer_forms_agree():
     np.testing.assert_allclose(normalize(tf.constant(ALL)).numpy(), ref, rtol=0, atol=2e-7)
     layer = np.asarray(pixels.rescaling()(ALL.astype(np.float32)))
     np.testing.assert_allclose(layer, ref, rtol=0, atol=2.5e-7)
+
+
+def test_quantize_input_keeps_every_pixel():
+    """Integer-I/O files (scale 2/255, zero point -1 for int8, 127 for uint8): every pixel
+    lands on a half before rounding; half-up keeps all 256 codes (q = p - 128, q = p), where
+    numpy's half-to-even rounding merges neighbours."""
+    import numpy as np
+
+    from tfmargin.pixels import quantize_input, to_model_input
+
+    p = np.arange(256)
+    x = to_model_input(p.astype(np.uint8))  # float32, as the pipeline feeds it
+    q8 = quantize_input(x, np.float32(2 / 255), -1, np.int8)
+    np.testing.assert_array_equal(q8.astype(int), p - 128)
+    qu = quantize_input(x, np.float32(2 / 255), 127, np.uint8)
+    np.testing.assert_array_equal(qu.astype(int), p)
+    assert len(np.unique(np.round(x / np.float32(2 / 255) - 1))) < 256  # what half-even does

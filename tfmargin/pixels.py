@@ -38,3 +38,15 @@ def rescaling(name="pixels_to_model_input"):
     import keras
 
     return keras.layers.Rescaling(1.0 / CENTER, offset=-1.0, name=name)
+
+
+def quantize_input(x, scale, zero_point, dtype):
+    """Model inputs x (float, [-1, 1]) as the integer tensor of a quantised file holds them:
+    q = floor(x / scale + zero_point + 1/2), clipped to the dtype. Rounding half up, computed in
+    float64 with a nudge of 1e-3 of a step (float32 inputs and scales miss the half by ~1e-5), because for the usual scale 2/255 and zero point -1 every pixel
+    lands exactly on a half (q = p - 128.5 before rounding): half-to-even rounding (numpy's
+    round) would merge neighbouring pixels into one code, where half-up keeps all 256 (q = p -
+    128), the mapping an app computes from the raw bytes."""
+    info = np.iinfo(dtype)
+    q = np.floor(np.asarray(x, np.float64) / float(scale) + float(zero_point) + 0.5 + 1e-3)
+    return np.clip(q, info.min, info.max).astype(dtype)

@@ -32,7 +32,9 @@ def run_litert(path, images_u8):
         scale, zero = inp["quantization"]
         if inp["dtype"] != np.float32:
             info = np.iinfo(inp["dtype"])
-            x = np.clip(np.round(x / scale + zero), info.min, info.max)
+            # the contract's rounding: half up (q = p - 128 for scale 2/255, zero point -1)
+            x = np.clip(np.floor(x.astype(np.float64) / scale + zero + 0.5 + 1e-3), info.min,
+                        info.max)
         it.set_tensor(inp["index"], x.astype(inp["dtype"]))
         it.invoke()
         y = it.get_tensor(out["index"]).astype(np.float64)

@@ -189,3 +189,42 @@ def test_thresholds_against_a_float64_reference(exported, train_arrays, tmp_path
         below = impostor[impostor < t - eps]
         if len(below):  # accepting the next impostor score would exceed the FAR
             assert np.mean(cos[~genuine] >= below[0]) > far
+
+
+def test_the_rewrite_computes_what_the_converter_wrote(exported, backbone, held_out, tmp_path):
+    """The same conversion written without metadata (export_tflite(metadata=False), the
+    converter's flatbuffer untouched) and the exported file with metadata (the flatbuffer
+    re-packed with aligned buffers, the zip appended) give the same outputs, bit for bit;
+    and writing the metadata again replaces it instead of adding a buffer."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tfmargin.export import export_tflite
+    from tfmargin.export.contract import add_metadata
+
+    folder, paths = exported
+    plain = export_tflite(backbone, str(tmp_path / "plain.tflite"), "fp32", metadata=False)
+    assert not zipfile.is_zipfile(plain)
+    images = (held_out[0][:3].astype(np.float32) - 127.5) / 127.5
+
+    def outputs(path):
+        it = Interpreter(model_path=path)
+        it.resize_tensor_input(0, images.shape)
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], images)
+        it.invoke()
+        return it.get_tensor(it.get_output_details()[0]["index"])
+
+    np.testing.assert_array_equal(outputs(paths["tflite_fp32"]), outputs(plain))
+    again = str(tmp_path / "again.tflite")
+    with open(paths["tflite_fp32"], "rb") as f, open(again, "wb") as g:
+        g.write(f.read())
+    buffers = len(_buffers(again))
+    add_metadata(again, card={"note": "written twice"})
+    assert len(_buffers(again)) == buffers
+    assert json.loads(zipfile.ZipFile(again).read("model_card.json"))["note"] == "written twice"
+    np.testing.assert_array_equal(outputs(again), outputs(plain))
+
+
+def _buffers(path):
+    buf = bytearray(open(path, "rb").read())
+    return T.root(buf, b"TFL3").tables(4)

@@ -138,3 +138,78 @@ def test_faceid_runs_without_tensorflow(setup):
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.splitlines()[-1]) == []
+
+
+def test_integer_io_files_are_fed_their_quantised_pixels(setup, tmp_path):
+    """A full-integer file with int8 input: FaceModel feeds q = p - 128 (the contract's
+    half-up rounding), which an app computes from the bytes; checked against LiteRT fed
+    exactly that by hand, and against the embedding the thresholds are measured with."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tfmargin.data.align import align_face
+    from tfmargin.evaluate import embed
+    from tfmargin.export import export_tflite
+    from tfmargin.faceid import FaceModel, LandmarksFile
+    from tfmargin.faceid.pipeline import read_photo
+
+    root, _, photos = setup
+    held_out = np.load(root / "held_out.npz")
+    path = export_tflite(TEACHER, str(tmp_path / "int8_io.tflite"), "int8", integer_io=True,
+                         representative=held_out["gallery"][:60], num_images=60)
+    model = FaceModel(path)
+    q = model.contract["input"]["quantization"]
+    assert model.contract["input"]["dtype"] == "int8" and q["zero_point"] == -1
+    photo = photos[PEOPLE[2]][0]
+    image = read_photo(photo)
+    face = align_face(image, LandmarksFile()(image, photo)[0].landmarks)
+    it = Interpreter(model_path=path)
+    it.allocate_tensors()
+    x, y = it.get_input_details()[0], it.get_output_details()[0]
+    total = 0
+    for img in (face, face[:, ::-1]):
+        it.set_tensor(x["index"], (img.astype(np.int16) - 128).astype(np.int8)[None])
+        it.invoke()
+        scale, zero = y["quantization"]
+        total = total + (it.get_tensor(y["index"])[0].astype(np.float64) - zero) * scale
+    got = model.embed(face)
+    np.testing.assert_allclose(got, total / np.linalg.norm(total), atol=1e-6)
+    assert float(got @ embed(path, face[None])[0]) > 0.99999
+
+
+def test_two_enrolls_at_once_both_land(setup, tmp_path, monkeypatch):
+    """enroll reads, adds and saves under a lock: with the window between read and save made
+    wide, two concurrent enrolls still keep both people (without the lock one is lost)."""
+    import threading
+    import time
+
+    from tfmargin.faceid import FaceModel, Gallery, LandmarksFile, enroll
+
+    root, model_path, photos = setup
+    save = Gallery.save
+    monkeypatch.setattr(Gallery, "save", lambda self: (time.sleep(0.5), save(self))[1])
+    gallery = str(tmp_path / "people.npz")
+    models = [FaceModel(model_path), FaceModel(model_path)]
+    threads = [threading.Thread(target=enroll, args=(models[i], LandmarksFile(), gallery,
+                                                     f"id{person}", [photos[person][0]]))
+               for i, person in enumerate(PEOPLE[:2])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(Gallery.open(gallery, models[0]).names) == ["id270", "id271"]
+
+
+def test_a_photo_without_a_face_gets_its_own_line(setup, tmp_path):
+    import shutil
+
+    root, model, photos = setup
+    gallery = str(tmp_path / "g.npz")
+    faceid("enroll", f"--model={model}", f"--gallery={gallery}", "--name=a",
+           "--detector=landmarks", photos[PEOPLE[0]][0])
+    empty = str(tmp_path / "empty.png")
+    shutil.copy(photos[PEOPLE[0]][1], empty)
+    with open(empty + ".landmarks.json", "w") as f:
+        f.write("[]")
+    proc = faceid("identify", f"--model={model}", f"--gallery={gallery}",
+                  "--detector=landmarks", empty)
+    assert json.loads(proc.stdout) == {"photo": empty, "faces": 0}

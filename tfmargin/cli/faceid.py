@@ -7,7 +7,8 @@ Pillow; MTCNN only when --detector=mtcnn):
         group.jpg
     python -m tfmargin.cli.faceid verify --model=student_int8.tflite a.jpg b.jpg
 
-identify prints one JSON line per face: photo, box, best name, cosine, and whether it reaches
+identify prints one JSON line per face (a photo without one: {"photo", "faces": 0}): photo, box,
+best name, cosine, and whether it reaches
 the file's cosine threshold at --far (measured on held-out pairs when the file was exported;
 --threshold overrides it). verify prints one JSON line. The preprocessing (normalisation,
 integer quantisation, flip-sum) is read from the file's metadata. A gallery made with another
@@ -70,8 +71,11 @@ def main(argv):
     elif command == "identify":
         gallery = Gallery.open(FLAGS.gallery, model)
         for photo in photos:
-            for face in identify(model, detector, gallery, photo, FLAGS.far, FLAGS.threshold):
+            faces = identify(model, detector, gallery, photo, FLAGS.far, FLAGS.threshold)
+            for face in faces:
                 print(json.dumps(face))
+            if not faces:  # a line for every photo: the app must know none was found
+                print(json.dumps({"photo": photo, "faces": 0}))
     else:
         print(json.dumps(verify(model, detector, *photos, FLAGS.far, FLAGS.threshold)))
     return 0

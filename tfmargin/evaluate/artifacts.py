@@ -12,6 +12,8 @@ import os
 
 import numpy as np
 
+from tfmargin.pixels import quantize_input
+
 
 class Embedder:
     """Base: `kind`, `input_dtype` (np.float32 or np.uint8), `batch` (fixed batch size the
@@ -153,8 +155,7 @@ class TFLiteEmbedder(Embedder):
             self._allocated_batch = self.batch
         if self.quantised_input:
             scale, zero = self.inp["quantization"]
-            info = np.iinfo(self.inp["dtype"])
-            x = np.clip(np.round(x / scale + zero), info.min, info.max)
+            x = quantize_input(x, scale, zero, self.inp["dtype"])
         self.interpreter.set_tensor(self.inp["index"], np.asarray(x, dtype=self.inp["dtype"]))
         self.interpreter.invoke()
         y = self.interpreter.get_tensor(self.out["index"])

@@ -126,3 +126,15 @@ def run_identification(model, data, batch_size=128, flip=True, ranks=(1, 5, 10),
         distractors = _distractor_stream(distractors, embedder, batch_size, flip, verbose)
     return identification(probe, data["probe_labels"], gallery, data["gallery_labels"],
                           distractors, ranks=ranks)
+
+
+def labelled_images(path):
+    """(images, labels) of an identification set: its probes, gallery and, when the set
+    names them, its distractors: every image of known identity, for all-pairs 1:1 tests."""
+    data = load_identification_set(path)
+    images = [data["probe"], data["gallery"]]
+    labels = [data["probe_labels"], data["gallery_labels"]]
+    if data["distractors"] is not None and data["distractor_labels"] is not None:
+        images.append(np.asarray(data["distractors"]))
+        labels.append(data["distractor_labels"])
+    return np.concatenate(images), np.concatenate(labels)

@@ -51,16 +51,11 @@ def _bin_thresholds(embedder, path, fars):
 
 
 def _pairwise_thresholds(embedder, path, fars):
-    from tfmargin.evaluate import embed, load_identification_set, pairwise_verification
+    from tfmargin.evaluate import embed, pairwise_verification
+    from tfmargin.evaluate.identification_set import labelled_images
 
-    data = load_identification_set(path)
-    labels = [data["probe_labels"], data["gallery_labels"]]
-    parts = [data["probe"], data["gallery"]]
-    if data["distractors"] is not None and data["distractor_labels"] is not None:
-        parts.append(np.asarray(data["distractors"]))
-        labels.append(data["distractor_labels"])
-    e = embed(embedder, np.concatenate(parts))
-    r = pairwise_verification(e, np.concatenate(labels), fars=fars)
+    images, labels = labelled_images(path)
+    r = pairwise_verification(embed(embedder, images), labels, fars=fars)
     out = {}
     for far in fars:
         if r.impostor_pairs * far < MIN_FALSE_ACCEPTS:
@@ -115,8 +110,8 @@ def contract_of(path, thresholds=None):
     size = int(x["shape"][1])
     normalised = y["dtype"].startswith("float") and _is_normalised(path)
     integer = not x["dtype"].startswith("float")
-    q = (f"; the {x['dtype']} tensor holds round(x / {x['scale']:.6g} + {x['zero_point']}) of "
-         "that value" if integer and "scale" in x else "")
+    q = (f"; the {x['dtype']} tensor holds floor(x / {x['scale']:.6g} + {x['zero_point']} + "
+         "1/2) of that value (rounding half up)" if integer and "scale" in x else "")
     return {
         "input": {"name": x["name"], "layout": "NHWC", "size": [size, size], "color": "RGB",
                   "dtype": x["dtype"], "mean": 127.5, "std": 127.5, "range": [-1.0, 1.0],

@@ -90,13 +90,18 @@ def _content(b, kind, props):
     return b.EndObject()
 
 
-def _normalization(b, mean, std):
-    # table NormalizationOptions { mean:[float] (0); std:[float] (1) }
-    m, s = _floats(b, [mean]), _floats(b, [std])
+def _float_pair(b, first, second):
+    """A table of two [float] fields in slots 0 and 1: NormalizationOptions { mean; std } and
+    Stats { max; min } are both laid out so."""
+    v0, v1 = _floats(b, [first]), _floats(b, [second])
     b.StartObject(2)
-    b.PrependUOffsetTRelativeSlot(0, m, 0)
-    b.PrependUOffsetTRelativeSlot(1, s, 0)
-    options = b.EndObject()
+    b.PrependUOffsetTRelativeSlot(0, v0, 0)
+    b.PrependUOffsetTRelativeSlot(1, v1, 0)
+    return b.EndObject()
+
+
+def _normalization(b, mean, std):
+    options = _float_pair(b, mean, std)  # table NormalizationOptions { mean (0); std (1) }
     # table ProcessUnit { options (union: type slot 0, value slot 1) }
     b.StartObject(2)
     b.PrependUint8Slot(0, NORMALIZATION, 0)
@@ -105,12 +110,7 @@ def _normalization(b, mean, std):
 
 
 def _stats(b, low, high):
-    # table Stats { max:[float] (0); min:[float] (1) }
-    hi, lo = _floats(b, [high]), _floats(b, [low])
-    b.StartObject(2)
-    b.PrependUOffsetTRelativeSlot(0, hi, 0)
-    b.PrependUOffsetTRelativeSlot(1, lo, 0)
-    return b.EndObject()
+    return _float_pair(b, high, low)  # table Stats { max:[float] (0); min:[float] (1) }
 
 
 def _tensor(b, name, description, dims, content, units=(), stats=None):
@@ -209,10 +209,13 @@ def attach_metadata(model_bytes, metadata, files):
     """`model_bytes` with `metadata` (a ModelMetadata flatbuffer) in a buffer named
     TFLITE_METADATA (replacing an earlier one) and `files` ({name: bytes}) zipped on the end."""
     schema = _schema()
-    model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
-    model.metadata = [m for m in (model.metadata or [])
-                      if (m.name.decode() if isinstance(m.name, bytes) else m.name)
-                      != METADATA_NAME]
+    model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)  # ignores a zip tail
+
+    def name(m):
+        return m.name.decode() if isinstance(m.name, bytes) else m.name
+
+    earlier = [m.buffer for m in (model.metadata or []) if name(m) == METADATA_NAME]
+    model.metadata = [m for m in (model.metadata or []) if name(m) != METADATA_NAME]
     aligned = _buffer_type(schema)
     buffers = []
     for old in model.buffers:
@@ -221,10 +224,16 @@ def attach_metadata(model_bytes, metadata, files):
         buffers.append(buffer)
     buffer = aligned()
     buffer.data = np.frombuffer(metadata, np.uint8)
-    model.buffers = buffers + [buffer]
+    if earlier:  # written again: the old metadata's buffer takes the new bytes (no tensor
+        index = earlier[0]  # refers to it, and dropping it would renumber every later buffer)
+        buffers[index] = buffer
+    else:
+        index = len(buffers)
+        buffers.append(buffer)
+    model.buffers = buffers
     entry = schema.MetadataT()
     entry.name = METADATA_NAME
-    entry.buffer = len(model.buffers) - 1
+    entry.buffer = index
     model.metadata.append(entry)
     b = flatbuffers.Builder(len(model_bytes) + len(metadata) + 1024)
     b.Finish(model.Pack(b), file_identifier=b"TFL3")

@@ -1,6 +1,7 @@
 """Enrolled people: names and unit embeddings in one .npz, tied to the model file that made
 them (an embedding from another model is meaningless against this one's)."""
 
+import contextlib
 import os
 
 import numpy as np
@@ -53,6 +54,24 @@ class Gallery:
             np.savez(tmp, model_sha256=np.array(self.model_sha256),
                      names=np.array(self.names, dtype=str), embeddings=self.embeddings)
         return self.path
+
+    @staticmethod
+    @contextlib.contextmanager
+    def locked(path):
+        """Hold PATH.lock (an exclusive flock) for a read-add-save, so that two enrolls at once
+        both land; a no-op where fcntl does not exist (Windows)."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover
+            yield
+            return
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(os.fspath(path) + ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def best(self, embedding):
         """(name, cosine) of the closest enrolled embedding; (None, None) when empty."""

@@ -8,6 +8,7 @@ import zipfile
 import numpy as np
 
 from tfmargin.errors import TfmarginError
+from tfmargin.pixels import quantize_input
 
 CARD_FILE = "model_card.json"  # the associated file tfmargin packs into every .tflite
 
@@ -50,8 +51,11 @@ class FaceModel:
         self.path = os.fspath(path)
         self.contract, self.card = read_contract(self.path)
         self.sha256 = file_sha256(self.path)
-        self.interpreter = Interpreter(model_path=self.path, num_threads=num_threads)
-        self.interpreter.allocate_tensors()
+        try:
+            self.interpreter = Interpreter(model_path=self.path, num_threads=num_threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise ContractError(f"{self.path}: LiteRT cannot load it ({str(e)[:200]})") from None
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.size = tuple(self.contract["input"]["size"])
@@ -61,8 +65,11 @@ class FaceModel:
         key = f"{far:.0e}".replace("e-0", "e-")
         entry = (self.contract.get("thresholds") or {}).get(key) or {}
         if entry.get("cosine") is None:
-            why = entry.get("why", "the export measured no thresholds (give --threshold_set "
-                                   "to tfmargin.cli.export)")
+            held = sorted(k for k, v in (self.contract.get("thresholds") or {}).items()
+                          if isinstance(v, dict) and v.get("cosine") is not None)
+            why = entry.get("why") or (
+                f"the file holds thresholds at FAR {', '.join(held)} only" if held else
+                "the export measured no thresholds (give --threshold_set to tfmargin.cli.export)")
             raise ContractError(f"{self.path}: no cosine threshold at FAR {key}: {why}")
         return float(entry["cosine"])
 
@@ -70,9 +77,8 @@ class FaceModel:
         c = self.contract["input"]
         x = (face.astype(np.float32) - np.float32(c["mean"])) / np.float32(c["std"])
         q = c.get("quantization")
-        if q:  # integer input: the tensor holds round(x / scale + zero_point)
-            info = np.iinfo(self.input["dtype"])
-            x = np.clip(np.round(x / q["scale"] + q["zero_point"]), info.min, info.max)
+        if q:  # integer input: floor(x / scale + zero_point + 1/2), i.e. p - 128 for 2/255, -1
+            x = quantize_input(x, q["scale"], q["zero_point"], self.input["dtype"])
         self.interpreter.set_tensor(self.input["index"], x[None].astype(self.input["dtype"]))
         self.interpreter.invoke()
         y = self.interpreter.get_tensor(self.output["index"])[0].astype(np.float64)

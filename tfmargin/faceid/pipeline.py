@@ -16,9 +16,11 @@ def read_photo(path):
     """uint8 (H, W, 3) RGB of an image file (Pillow)."""
     from PIL import Image, UnidentifiedImageError
 
+    from PIL import ImageOps
+
     try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+        with Image.open(path) as image:  # upright as the camera meant it (EXIF orientation)
+            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
     except (OSError, UnidentifiedImageError) as e:
         raise PhotoError(f"{path}: cannot read the photo ({e})") from None
 
@@ -45,10 +47,12 @@ def _largest(model, detector, photo):
 
 def enroll(model, detector, gallery_path, name, photos):
     """Add the largest face of each photo under `name`; the gallery is saved atomically."""
-    gallery = Gallery.open(gallery_path, model, create=True)
-    for photo in photos:
-        gallery.add(name, _largest(model, detector, photo)[1])
-    gallery.save()
+    embeddings = [_largest(model, detector, photo)[1] for photo in photos]  # before the lock
+    with Gallery.locked(gallery_path):  # read, add, save: no other enroll in between
+        gallery = Gallery.open(gallery_path, model, create=True)
+        for embedding in embeddings:
+            gallery.add(name, embedding)
+        gallery.save()
     return gallery
 
 
