@@ -12,6 +12,30 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(ROOT, "docs", "notebooks", "margin_distillation.ipynb")
 
 
+# TensorFlow's and LiteRT's native lines (written to fd 2 by C++, so a kernel captures them):
+# the CLI filter's start-up lines, and the converter's and interpreter's own.
+NOISE = ("fully_quantize:", "Created TensorFlow Lite XNNPACK delegate", "I0000 ", "W0000 ",
+         "E0000 ", "INFO:tensorflow:")
+
+
+def _without_native_chatter(notebook):
+    from tfmargin.cli.quiet import STARTUP
+
+    drop = tuple(s.decode() for s in STARTUP) + NOISE
+    for cell in notebook.cells:
+        kept = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                lines = [line for line in out["text"].splitlines(keepends=True)
+                         if not any(d in line for d in drop)]
+                if not "".join(lines).strip():
+                    continue
+                out["text"] = "".join(lines)
+            kept.append(out)
+        cell["outputs"] = kept
+    return notebook
+
+
 def main(argv):
     import nbformat
     from nbclient import NotebookClient
@@ -22,7 +46,7 @@ def main(argv):
     NotebookClient(notebook, timeout=3600, kernel_name="python3",
                    resources={"metadata": {"path": ROOT}}).execute()
     if "--toy" not in argv:  # only a full-size run is committed
-        nbformat.write(notebook, NOTEBOOK)
+        nbformat.write(_without_native_chatter(notebook), NOTEBOOK)
     print(f"{NOTEBOOK}: executed in {time.perf_counter() - started:.0f} s")
 
 
