@@ -114,10 +114,10 @@ def run(quick=False, model=None, test_bin=None, runs=None, held_out=None, **_):
             details["int8_accuracy_drop_points"] = 100 * (acc["keras"] - acc["int8"])
             details["int8_accuracy_met"] = bool(details["int8_accuracy_drop_points"] <= 0.2)
         if model and held_out:  # int8 losses hide at low FAR: every pair of unseen people
-            from tfmargin.export.report import (LOW_FAR_DROP_GOAL, held_out_pairs,
-                                                low_far_tar)
+            from tfmargin.evaluate.identification_set import labelled_images
+            from tfmargin.export.report import LOW_FAR_DROP_GOAL, low_far_tar
 
-            pairs = held_out_pairs(held_out)
+            pairs = labelled_images(held_out)
             low = {name: low_far_tar(p, pairs)
                    for name, p in {"keras": backbone, **paths}.items()}
             details["tar_at_far"] = low

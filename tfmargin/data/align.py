@@ -20,7 +20,7 @@ ARCFACE_TEMPLATE = np.array([
 ], dtype=np.float64)
 
 # MTCNN keypoint names in template order.
-_MTCNN_KEYPOINTS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+MTCNN_KEYPOINTS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
 
 def template(size=112):
@@ -194,7 +194,7 @@ def detect_and_align(image, size=112, min_score=0.9, min_face_size=20, detector=
         score = float(det["confidence"])
         if score < min_score:
             continue
-        points = np.array([det["keypoints"][k] for k in _MTCNN_KEYPOINTS], np.float64)
+        points = np.array([det["keypoints"][k] for k in MTCNN_KEYPOINTS], np.float64)
         faces.append(Face(np.asarray(det["box"], np.float64), score, points,
                           align_face(image, points, size)))
     faces.sort(key=lambda f: -f.score)

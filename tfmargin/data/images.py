@@ -124,8 +124,9 @@ def decodable(data):
     """'' when `data` decodes, else the decoder's one-line complaint (never raises)."""
     if not data:
         return "empty image"
-    if too_large(data):
-        return too_large(data)
+    complaint = too_large(data)
+    if complaint:
+        return complaint
     try:
         decode_tensor(tf.constant(data))
         return ""

@@ -65,7 +65,8 @@ def evaluate_sets(model, sets, batch_size=128, flip=True, folds=10, thresholds="
     return results
 
 
-def _far_label(far):
+def far_label(far):
+    """1e-3 -> "1e-3": how a FAR names a column, a threshold or a TAR entry."""
     return f"{far:.0e}".replace("e-0", "e-")
 
 
@@ -73,7 +74,7 @@ def format_table(rows):
     """Markdown table of [(model, set, VerificationResult)]: accuracy +- std in %, TAR at each
     FAR over all pairs, and insightface's fold-based VAL@FAR=1e-3."""
     fars = sorted({far for _, _, r in rows for far in r.tar_at_far}, reverse=True)
-    head = (["model", "set", "pairs", "accuracy (%)"] + [f"TAR@FAR={_far_label(f)}" for f in fars]
+    head = (["model", "set", "pairs", "accuracy (%)"] + [f"TAR@FAR={far_label(f)}" for f in fars]
             + ["VAL@FAR=1e-3 (insightface)"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for model, name, r in rows:

@@ -18,14 +18,11 @@ import os
 import numpy as np
 
 from tfmargin.atomic import write_bytes
+from tfmargin.evaluate.sets import far_label
 from tfmargin.export.metadata import CARD_FILE, attach_metadata, metadata_flatbuffer
 
 FARS = (1e-3, 1e-4)
 MIN_FALSE_ACCEPTS = 10  # a FAR is resolved when the set allows this many false accepts
-
-
-def _far_key(far):
-    return f"{far:.0e}".replace("e-0", "e-")
 
 
 def _bin_thresholds(embedder, path, fars):
@@ -41,11 +38,11 @@ def _bin_thresholds(embedder, path, fars):
     out = {}
     for far in fars:
         if impostors * far < MIN_FALSE_ACCEPTS:
-            out[_far_key(far)] = {"cosine": None, "why": f"{impostors} impostor pairs resolve "
+            out[far_label(far)] = {"cosine": None, "why": f"{impostors} impostor pairs resolve "
                                   f"FAR down to {MIN_FALSE_ACCEPTS / impostors:.0e} only"}
             continue
         j = int(np.searchsorted(fpr, far, side="right")) - 1
-        out[_far_key(far)] = {"cosine": float(cuts[j]), "tar": float(tpr[j]),
+        out[far_label(far)] = {"cosine": float(cuts[j]), "tar": float(tpr[j]),
                               "far": float(fpr[j]), "impostor_pairs": impostors}
     return out
 
@@ -59,12 +56,12 @@ def _pairwise_thresholds(embedder, path, fars):
     out = {}
     for far in fars:
         if r.impostor_pairs * far < MIN_FALSE_ACCEPTS:
-            out[_far_key(far)] = {"cosine": None, "why": f"{r.impostor_pairs} impostor pairs "
+            out[far_label(far)] = {"cosine": None, "why": f"{r.impostor_pairs} impostor pairs "
                                   f"resolve FAR down to {MIN_FALSE_ACCEPTS / r.impostor_pairs:.0e}"}
             continue
         # pairwise accepts a pair whose cosine is strictly above its threshold: the smallest
         # float64 above it is the cosine to reach (>=), the convention of roc_curve
-        out[_far_key(far)] = {"cosine": float(np.nextafter(r.thresholds[far], np.inf)),
+        out[far_label(far)] = {"cosine": float(np.nextafter(r.thresholds[far], np.inf)),
                               "tar": float(r.tar_at_far[far]), "far": float(r.far_achieved[far]),
                               "impostor_pairs": int(r.impostor_pairs)}
     return out

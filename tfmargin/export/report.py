@@ -90,20 +90,14 @@ def _why_int8_slow(entry, arch):
 def low_far_tar(embedder, pairs):
     """{"1e-3": TAR, "1e-4": TAR, "impostor_pairs": n} over every pair of the held-out set."""
     from tfmargin.evaluate import embed, pairwise_verification
+    from tfmargin.evaluate.sets import far_label
 
     images, labels = pairs
     r = pairwise_verification(embed(embedder, images), labels, fars=LOW_FARS)
     # a FAR the set cannot reach (not one false accept allowed) has no TAR to report
-    out = {f"{far:.0e}".replace("e-0", "e-"): (r.tar_at_far[far] if r.impostor_pairs * far >= 1
-                                                else None) for far in LOW_FARS}
+    out = {far_label(far): r.tar_at_far[far] if r.impostor_pairs * far >= 1 else None
+           for far in LOW_FARS}
     return {**out, "impostor_pairs": int(r.impostor_pairs)}
-
-
-def held_out_pairs(path):
-    """(images, labels) of an identification set (tfmargin.evaluate.labelled_images)."""
-    from tfmargin.evaluate.identification_set import labelled_images
-
-    return labelled_images(path)
 
 
 def _low_far_goals(entries):
@@ -205,7 +199,9 @@ def parity_report(artifacts, model, images=None, test_bin=None, threads=(1, 2), 
     reference = embed(backbone, images, flip=False).astype(np.float64)
     float_accuracy = None
     entries = {}
-    pairs = held_out_pairs(held_out) if held_out else None
+    from tfmargin.evaluate.identification_set import labelled_images
+
+    pairs = labelled_images(held_out) if held_out else None
     if pairs is not None:
         entries["keras"] = {"name": "keras", "kind": "keras", "path": None, "size_bytes": None,
                             "cosine": _cosines(reference, reference),

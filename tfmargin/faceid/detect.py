@@ -16,9 +16,6 @@ import numpy as np
 
 from tfmargin.errors import TfmarginError
 
-MTCNN_KEYPOINTS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
-
-
 class DetectionError(TfmarginError, ValueError):
     """Landmarks that cannot be read; the message names the file."""
 
@@ -61,12 +58,14 @@ class MTCNNDetector:
     """MTCNN (the `mtcnn` wheel's weights); faces below `min_score` are dropped."""
 
     def __init__(self, min_score=0.9, min_face_size=20):
-        from mtcnn import MTCNN  # imports TensorFlow
+        from tfmargin.data.align import get_detector  # the shared MTCNN; imports TensorFlow
 
-        self.mtcnn = MTCNN(device="CPU:0")
+        self.mtcnn = get_detector()
         self.min_score, self.min_face_size = min_score, min_face_size
 
     def __call__(self, image, photo=None):
+        from tfmargin.data.align import MTCNN_KEYPOINTS
+
         found = self.mtcnn.detect_faces(image, min_face_size=self.min_face_size)
         return [Detection(tuple(float(v) for v in d["box"]), float(d["confidence"]),
                           np.array([d["keypoints"][k] for k in MTCNN_KEYPOINTS], np.float64))
