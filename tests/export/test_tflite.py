@@ -122,4 +122,7 @@ def test_bad_arguments(backbone, tmp_path):
         export_tflite(backbone, tmp_path / "x.tflite", "fp16", integer_io=True)
     with pytest.raises(ExportError, match="representative"):
         export_tflite(backbone, tmp_path / "x.tflite", "int8")
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ExportError, match="batch_size must be a positive integer"):
+            export_tflite(backbone, tmp_path / "x.tflite", "fp32", batch_size=bad)
     assert not list(tmp_path.iterdir())

@@ -35,6 +35,9 @@ flags.DEFINE_string("representative", None, "Calibration images for int8: a trai
                     "a .npy of images.")
 flags.DEFINE_integer("num_images", 200, "Calibration images drawn from --representative.")
 flags.DEFINE_enum("integer_io", "int8", ["int8", "uint8"], "I/O type of tflite_int8_io.")
+flags.DEFINE_integer("integer_io_batch", 1, "Fixed batch of tflite_int8_io, the NPU file (NPU "
+                     "compilers and delegates want static shapes); 0 keeps the batch dynamic.",
+                     lower_bound=0)
 flags.DEFINE_string("qat_data", None, "QAT training source (.rec / TFRecord / folders), or a "
                     "teacher signal directory (tfmargin.cli.teacher) for a MarginDistillation "
                     "student: its shards carry the teacher embeddings.")
@@ -133,7 +136,8 @@ def main(argv):
         qat_batch_size=FLAGS.qat_batch_size, qat_learning_rate=FLAGS.qat_learning_rate,
         opset=FLAGS.opset, test_bin=FLAGS.test_bin, report=FLAGS.report,
         latency_runs=FLAGS.latency_runs, threads=threads, card=card, command=command,
-        threshold_set=FLAGS.threshold_set, held_out=FLAGS.held_out)
+        threshold_set=FLAGS.threshold_set, held_out=FLAGS.held_out,
+        integer_io_batch=FLAGS.integer_io_batch or None)
     for fmt, path in paths.items():
         print(f"{fmt}: {path}")
     if FLAGS.report:

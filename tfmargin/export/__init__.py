@@ -10,7 +10,8 @@
 
 One concept per module: graph (the converted functions and the I/O contract), saved_model,
 tflite, qat (the only tf_keras / tensorflow-model-optimization user), onnx, representative
-(calibration images), ops (op lists, Flex check), latency, report (parity and cost), card
+(calibration images), ops (op lists, Flex check), npu (a full-integer file against NNAPI's and
+the Edge TPU's published op lists; npu_ops holds the lists), latency, report (parity and cost), card
 (model_card.json), run (every format into one folder, as the CLI does). Every file is written
 atomically: a failed export leaves nothing under its final name.
 """
@@ -33,6 +34,7 @@ _EXPORTS = {
     "artifact_ops": "tfmargin.export.ops",
     "tflite_ops": "tfmargin.export.ops",
     "tflite_io": "tfmargin.export.ops",
+    "npu_readiness": "tfmargin.export.npu",
     "model_card": "tfmargin.export.card",
     "tflite_latency": "tfmargin.export.latency",
     "onnx_latency": "tfmargin.export.latency",

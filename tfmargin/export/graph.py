@@ -25,12 +25,15 @@ INPUT_NAME = "image"
 OUTPUT_NAME = "embedding"
 
 
-def image_spec(input_dtype, image_size=112):
+def image_spec(input_dtype, image_size=112, batch_size=None):
+    """The input signature; `batch_size` fixes the batch (None: any). A fixed batch keeps the
+    graph free of the SHAPE / STRIDED_SLICE / PACK ops that a dynamic batch adds in front of
+    the flatten, which NPU compilers such as the Edge TPU's do not take."""
     import tensorflow as tf
 
     if input_dtype not in ("uint8", "float32"):
         raise ValueError(f"input_dtype must be 'uint8' or 'float32', got {input_dtype!r}")
-    return tf.TensorSpec([None, image_size, image_size, 3], input_dtype, name=INPUT_NAME)
+    return tf.TensorSpec([batch_size, image_size, image_size, 3], input_dtype, name=INPUT_NAME)
 
 
 def embedding_function(backbone, input_dtype="float32", normalize=True):
@@ -47,7 +50,7 @@ def embedding_function(backbone, input_dtype="float32", normalize=True):
     return serve
 
 
-def write_archive(backbone, directory, input_dtype="float32", normalize=True):
+def write_archive(backbone, directory, input_dtype="float32", normalize=True, batch_size=None):
     """A SavedModel at `directory` with signatures "serve" and "serving_default"."""
     import keras
 
@@ -55,6 +58,7 @@ def write_archive(backbone, directory, input_dtype="float32", normalize=True):
     archive.track(backbone)
     archive.add_endpoint("serve", embedding_function(backbone, input_dtype, normalize),
                          input_signature=[image_spec(input_dtype,
-                                                     int(backbone.inputs[0].shape[1]))])
+                                                     int(backbone.inputs[0].shape[1]),
+                                                     batch_size)])
     archive.write_out(directory, verbose=False)
     return directory

@@ -17,6 +17,7 @@ import numpy as np
 from tfmargin.atomic import write_bytes, write_json
 from tfmargin.export.files import size_bytes
 from tfmargin.export.model import ExportError, describe, embedding_model
+from tfmargin.export.npu_ops import EDGE_TPU_SOURCE, NNAPI_SOURCE
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -180,6 +181,7 @@ def parity_report(artifacts, model, images=None, test_bin=None, threads=(1, 2), 
     from tfmargin.machine import machine_info
     from tfmargin.evaluate import embed, load_embedder
     from tfmargin.evaluate.sets import evaluate_sets, load_sets
+    from tfmargin.export.npu import npu_readiness
     from tfmargin.export.ops import artifact_ops, tflite_io
 
     if isinstance(artifacts, (str, os.PathLike)):
@@ -228,6 +230,8 @@ def parity_report(artifacts, model, images=None, test_bin=None, threads=(1, 2), 
         e["ops"] = artifact_ops(path)
         if e["kind"] == "tflite":
             e["io"] = tflite_io(path)
+        if _is_int8(name, e):
+            e["npu"] = npu_readiness(path)
         entries[name] = e
     report = {"model": arch, "test_bin": os.fspath(test_bin) if test_bin else None,
               "held_out_images": int(len(images)), "latency": {"threads": list(threads),
@@ -290,10 +294,53 @@ def report_markdown(report):
                 lines.append(f"- {side[:-1]} {t['name']}: {t['dtype']} {t['shape']}{q}")
         lines.append("- ops: " + ", ".join(f"{op} x{n}" for op, n in e["ops"].items()))
         lines.append("")
+    lines += npu_markdown(report["artifacts"])
     m = report["machine"]
     lines += [f"Machine: {m.get('cpu', '?')}, {m.get('cpus')} CPUs, {m.get('platform')}.",
               f"Command: `{report['command'] or 'parity_report(...)'}`", ""]
     return "\n".join(lines)
+
+
+def _npu_cell(row):
+    if row is None:
+        return "-"
+    if row["status"] == "not supported":
+        return "no"
+    api = f" (API {row['min_api']}+)" if row.get("min_api") else ""
+    if row["status"] == "supported":
+        return "yes" + api
+    return f"{row['status']}{api}: {row['detail'] or row['limit']}"
+
+
+def npu_markdown(artifacts):
+    """The NPU readiness section: each full-integer file's ops against NNAPI and the Edge TPU."""
+    files = {n: e["npu"] for n, e in artifacts.items() if e.get("npu")}
+    if not files:
+        return []
+    lines = ["## NPU readiness", "",
+             "Each full-integer file's ops against what Android's NNAPI delegate and the Edge "
+             "TPU compiler publish that they accept (a static check of the file; neither "
+             "compiler ran here).", ""]
+    for name, r in files.items():
+        nn, tpu, fc = r["targets"]["nnapi"], r["targets"]["edgetpu"], r["file"]
+        mapped = tpu["mapped"]
+        lines += [f"**{name}**: {'/'.join(fc['io_types'])} I/O, "
+                  f"{'static' if fc['static_shapes'] else 'dynamic'} shapes. "
+                  f"NNAPI: {'ready from ' + nn['min_android'] if nn['ready'] else 'not ready'}; "
+                  f"Edge TPU: {'ready' if tpu['ready'] else 'not ready'}, {mapped['ops']} of "
+                  f"{mapped['of']} ops before the first it leaves to the CPU"
+                  + (f" ({mapped['first_cpu_op']})" if mapped["first_cpu_op"] else "") + ".", "",
+                  "| op | count | NNAPI | Edge TPU |", "|---|---|---|---|"]
+        tpu_rows = {row["op"]: row for row in tpu["ops"]}
+        for row in nn["ops"]:
+            lines.append(f"| {row['op']} | {row['count']} | {_npu_cell(row)} | "
+                         f"{_npu_cell(tpu_rows.get(row['op']))} |")
+        for target, t in (("NNAPI", nn), ("Edge TPU", tpu)):
+            if t["blockers"]:
+                lines.append(f"- {target} blockers: " + "; ".join(b[:200] for b in t["blockers"]))
+        lines.append("")
+    lines += [f"Sources: {NNAPI_SOURCE}; {EDGE_TPU_SOURCE}.", ""]
+    return lines
 
 
 def write_report(report, directory):

@@ -40,13 +40,15 @@ def export_all(model, output, formats=FORMATS, representative=None, num_images=2
                integer_io="int8", qat_data=None, qat_steps=0, teacher=None, qat_batch_size=64,
                qat_learning_rate=1e-3, opset=17, test_bin=None, report=True, latency_runs=200,
                threads=(1, 2), card=None, command=None, log=print, threshold_set=None,
-               held_out=None):
+               held_out=None, integer_io_batch=1):
     """Export `model` to each of `formats` under `output`; returns {format: path} (and writes
     the report when `report`). Every .tflite carries TFLite metadata with the card and its
     contract; `threshold_set` (a held-out .bin or identification set) gives the cosine
     thresholds at FAR 1e-3 / 1e-4 measured with each file; `held_out` (an identification set)
     adds TAR@FAR 1e-3 / 1e-4 of every artifact to the report. Arguments as in export_tflite / quantization_aware_training /
-    export_onnx / parity_report; `integer_io` is the I/O type of tflite_int8_io. When `model` is
+    export_onnx / parity_report; `integer_io` is the I/O type of tflite_int8_io and
+    `integer_io_batch` its fixed batch (the NPU file: static shapes; None keeps it dynamic;
+    the report lists its ops against NNAPI's and the Edge TPU's). When `model` is
     a path inside a training run's folder, the card's training, teacher and verification fields
     come from that run (card_from_run); fields given in `card` win."""
     from tfmargin.export.card import card_from_run, model_card, write_model_card
@@ -67,7 +69,8 @@ def export_all(model, output, formats=FORMATS, representative=None, num_images=2
     backbone = check_input(embedding_model(model))
     settings = {"formats": formats, "calibration_images": num_images,
                 "representative": representative if isinstance(representative, str) else
-                "in-memory images", "integer_io": integer_io, "opset": opset}
+                "in-memory images", "integer_io": integer_io,
+                "integer_io_batch": integer_io_batch, "opset": opset}
     paths, details = {}, {}
     file_card = model_card(backbone, model, card, settings)  # what each .tflite carries
     started = time.perf_counter()
@@ -93,7 +96,8 @@ def export_all(model, output, formats=FORMATS, representative=None, num_images=2
                 export_tflite(source, path, mode, representative=representative,
                               integer_io=integer_io if fmt == "tflite_int8_io" else False,
                               num_images=num_images, card=file_card,
-                              threshold_set=threshold_set)
+                              threshold_set=threshold_set,
+                              batch_size=integer_io_batch if fmt == "tflite_int8_io" else None)
             paths[fmt] = path
     if "saved_model" not in formats:
         save_embedding_model(backbone, output)

@@ -50,14 +50,15 @@ class TFLiteSource:
         self._dir = None
         self._archives = {}
 
-    def archive(self, normalize):
-        if normalize not in self._archives:
+    def archive(self, normalize, batch_size=None):
+        key = (bool(normalize), batch_size)
+        if key not in self._archives:
             if self._dir is None:
                 self._dir = tempfile.mkdtemp(prefix="tfmargin-export-")
-            path = os.path.join(self._dir, "normalized" if normalize else "raw")
-            self._archives[normalize] = graph.write_archive(self.backbone, path, "float32",
-                                                            normalize)
-        return self._archives[normalize]
+            name = f"{'normalized' if normalize else 'raw'}-batch{batch_size or 'any'}"
+            self._archives[key] = graph.write_archive(self.backbone, os.path.join(self._dir, name),
+                                                      "float32", normalize, batch_size)
+        return self._archives[key]
 
     def close(self):
         if self._dir:
@@ -163,7 +164,7 @@ def _verify(content, backbone, images, mode, normalize, where):
 
 def export_tflite(model, path, mode, representative=None, integer_io=False,
                   num_images=DEFAULT_IMAGES, normalize=None, seed=0, verify=True, card=None,
-                  threshold_set=None, metadata=True):
+                  threshold_set=None, metadata=True, batch_size=None):
     """Convert `model` to a TFLite file at `path` (written atomically); returns `path`.
 
     Args:
@@ -178,6 +179,8 @@ def export_tflite(model, path, mode, representative=None, integer_io=False,
       card, threshold_set, metadata: the file carries TFLite metadata (its contract, measured
         from it, and `card` as model_card.json; tfmargin.export.contract), with the cosine
         thresholds at FAR 1e-3 / 1e-4 measured on `threshold_set` when given.
+      batch_size: a fixed batch (1 for NPUs: the Edge TPU compiler and NPU delegates want
+        static shapes); None keeps it dynamic, which LiteRT on CPU resizes freely.
     """
     where = os.fspath(path)
     if mode not in MODES:
@@ -190,11 +193,16 @@ def export_tflite(model, path, mode, representative=None, integer_io=False,
         raise ExportError(f"{where}: integer_io needs mode 'int8' (full-integer), got {mode!r}")
     if normalize is None:
         normalize = io_type is None
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or batch_size < 1):
+        raise ExportError(f"{where}: batch_size must be a positive integer or None, got "
+                          f"{batch_size!r}")
     images = None
     if mode == "int8":
         images = calibration_images(representative, num_images, seed)
     with tflite_source(model) as source:
-        content = convert(_converter(source.archive(normalize), mode, images, io_type), where)
+        content = convert(_converter(source.archive(normalize, batch_size), mode, images,
+                                     io_type), where)
         check_builtin_ops(content, where)
         if verify:
             probe = images[:8] if images is not None else np.random.default_rng(seed).uniform(
