@@ -177,3 +177,27 @@ def test_bad_settings_name_their_field(setup, changes, message):
     config, _, _ = setup
     with pytest.raises(CompareError, match=message):
         config.replace(**changes).validate()
+
+
+def test_a_finished_run_survives_a_moved_checkout_but_not_another_recipe():
+    """The record's teacher-signal path is absolute; moving the checkout changes it and nothing
+    else, so the run stands. Any other recipe field, or another input checksum, refuses it."""
+    from tfmargin.compare.run import CompareError, _check
+
+    class Recipe:
+        def __init__(self, **kw):
+            self.kw = kw
+
+        def to_dict(self):
+            return dict(self.kw)
+
+    inputs = {"teacher_signal": "abc", "held_out": "def"}
+    record = {"recipe": {"teacher_signal": "/old/runs/compare/teacher_signal", "lr": 0.1,
+                         "verbose": 2}, "inputs": inputs}
+    moved = Recipe(teacher_signal="/new/runs/compare/teacher_signal", lr=0.1, verbose=0)
+    assert _check(record, moved, inputs, "seed0.json") is record
+    with pytest.raises(CompareError, match="another recipe"):
+        _check(record, Recipe(teacher_signal="/old/runs/compare/teacher_signal", lr=0.2),
+               inputs, "seed0.json")
+    with pytest.raises(CompareError, match="another teacher_signal"):
+        _check(record, moved, {**inputs, "teacher_signal": "xyz"}, "seed0.json")

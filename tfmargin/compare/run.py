@@ -30,6 +30,9 @@ from tfmargin.compare.held_out import evaluate_held_out, load_held_out
 from tfmargin.compare.report import write_results
 
 IGNORED = ("verbose",)  # recipe fields that do not change a run's numbers
+# A finished run's record also ignores where the teacher signal lay: the path is absolute (a
+# moved checkout would orphan every finished run) and its content is in the inputs' checksums.
+RECORD_IGNORED = IGNORED + ("teacher_signal",)
 
 
 def _read_json(path):
@@ -44,8 +47,8 @@ def run_path(config, arm, seed):
     return os.path.join(config.output_dir, "runs", arm, f"seed{seed}.json")
 
 
-def _comparable(recipe):
-    return {k: v for k, v in recipe.items() if k not in IGNORED}
+def _comparable(recipe, ignored=IGNORED):
+    return {k: v for k, v in recipe.items() if k not in ignored}
 
 
 def _digest(*parts):
@@ -75,7 +78,8 @@ class _Inputs:
 
 
 def _check(record, recipe, inputs, path):
-    if _comparable(record.get("recipe", {})) != _comparable(recipe.to_dict()):
+    if _comparable(record.get("recipe", {}), RECORD_IGNORED) != _comparable(recipe.to_dict(),
+                                                                            RECORD_IGNORED):
         what = "another recipe"
     elif record.get("inputs") != inputs:
         changed = [k for k in inputs if (record.get("inputs") or {}).get(k) != inputs[k]]
