@@ -179,14 +179,14 @@ def test_bad_settings_name_their_field(setup, changes, message):
         config.replace(**changes).validate()
 
 
-def test_a_finished_run_survives_a_moved_checkout_but_not_another_recipe():
+def test_a_finished_run_survives_a_moved_checkout_but_not_another_recipe(tmp_path):
     """The record's teacher-signal path is absolute; moving the checkout changes it and nothing
     else, so the run stands. Any other recipe field, or another input checksum, refuses it."""
     from tfmargin.compare.run import CompareError, _check
 
     class Recipe:
-        def __init__(self, **kw):
-            self.kw = kw
+        def __init__(self, output_dir="", **kw):
+            self.kw, self.output_dir = kw, output_dir
 
         def to_dict(self):
             return dict(self.kw)
@@ -201,3 +201,19 @@ def test_a_finished_run_survives_a_moved_checkout_but_not_another_recipe():
                inputs, "seed0.json")
     with pytest.raises(CompareError, match="another teacher_signal"):
         _check(record, moved, {**inputs, "teacher_signal": "xyz"}, "seed0.json")
+
+    # A student trained before the move, not yet evaluated: reused, unless its inputs changed.
+    from tfmargin.compare.run import _prepare_student
+    from tfmargin.distill import sha256_file
+
+    student = tmp_path / "student"
+    student.mkdir()
+    (student / "backbone.keras").write_bytes(b"weights")
+    (student / "finished.json").write_text(json.dumps(
+        {**record, "backbone_sha256": sha256_file(str(student / "backbone.keras")),
+         "train_seconds": 5.0}))
+    here = Recipe(str(student), teacher_signal="/new/runs/compare/teacher_signal", lr=0.1)
+    assert _prepare_student(here, inputs, print) == (str(student / "backbone.keras"), 5.0)
+    logs = []
+    assert _prepare_student(here, {**inputs, "held_out": "zzz"}, logs.append) is None
+    assert not student.exists() and "holds another recipe's student" in logs[0]

@@ -15,14 +15,15 @@ NNAPI_INT8_CONV_API = 29  # int8 CONV_2D / FULLY_CONNECTED are refused below NNA
 
 
 def _litert_ops(path):
-    """(op names in execution order, {tensor index: shape signature}) as LiteRT reads them."""
+    """(op names in execution order, {tensor index: shape signature}, [op output indices]) as
+    LiteRT reads them."""
     from ai_edge_litert.interpreter import Interpreter
 
     it = Interpreter(model_path=str(path))
-    ops = [d["op_name"] for d in sorted(it._get_ops_details(), key=lambda d: d["index"])]
+    details = sorted(it._get_ops_details(), key=lambda d: d["index"])
     shapes = {d["index"]: list(d.get("shape_signature", d["shape"]))
               for d in it.get_tensor_details()}
-    return ops, shapes
+    return [d["op_name"] for d in details], shapes, [list(d["outputs"]) for d in details]
 
 
 def _report(exported):
@@ -33,7 +34,7 @@ def _report(exported):
 def test_integer_io_file_is_static_and_ready_for_both(exported):
     arts, paths = _report(exported)
     r = arts["tflite_int8_io"]["npu"]
-    ops, shapes = _litert_ops(paths["tflite_int8_io"])
+    ops, shapes, _ = _litert_ops(paths["tflite_int8_io"])
     assert all(-1 not in s for s in shapes.values())  # the NPU file has a fixed batch
     assert r["file"]["static_shapes"] and r["file"]["integer_io"] and r["file"]["full_integer"]
     for target in ("nnapi", "edgetpu"):
@@ -50,9 +51,11 @@ def test_integer_io_file_is_static_and_ready_for_both(exported):
 def test_dynamic_batch_file_names_what_stops_each_target(exported):
     arts, paths = _report(exported)
     r = arts["tflite_int8"]["npu"]  # float I/O, dynamic batch
-    ops, shapes = _litert_ops(paths["tflite_int8"])
+    ops, shapes, outputs = _litert_ops(paths["tflite_int8"])
     assert any(-1 in s for s in shapes.values()) and not r["file"]["static_shapes"]
-    first = next(i for i, op in enumerate(ops) if op in NOT_ON_EDGE_TPU)
+    # the compiler stops at the first op it does not list or whose tensors are not static
+    first = next(i for i, op in enumerate(ops)
+                 if op in NOT_ON_EDGE_TPU or any(-1 in shapes[t] for t in outputs[i]))
     tpu = r["targets"]["edgetpu"]
     assert tpu["mapped"] == {"ops": first, "of": len(ops), "first_cpu_op": ops[first]}
     assert not tpu["ready"] and any("dynamic shape" in b for b in tpu["blockers"])
@@ -68,7 +71,7 @@ def test_report_markdown_lists_every_op_for_both_targets(exported):
     folder, paths = exported
     md = open(os.path.join(folder, "report.md")).read()
     section = md.split("## NPU readiness", 1)[1]
-    ops, _ = _litert_ops(paths["tflite_int8_io"])
+    ops, _, _ = _litert_ops(paths["tflite_int8_io"])
     block = section.split("**tflite_int8_io**", 1)[1].split("**", 1)[0]
     for op in set(ops):
         assert f"| {op} | {ops.count(op)} | yes" in block
@@ -89,26 +92,46 @@ def _int8_file(tmp_path, build, name):
     archive = graph.write_archive(model, str(tmp_path / name), "float32", normalize=False,
                                   batch_size=1)
     path = tmp_path / f"{name}.tflite"
-    path.write_bytes(convert(_converter(archive, "int8", images, "int8"), str(path)))
+    path.write_bytes(convert(_converter(archive, "int8", images, "int8", batch_size=1),
+                             str(path)))
     return path
 
 
 @pytest.mark.parametrize("case", ["dilation", "batch_padding"])
 def test_limits_the_file_shows(tmp_path, case):
+    """A plain convolution, then a layer whose limit the file shows broken: the Edge TPU maps
+    the first op and stops at the second."""
     import keras
     import tensorflow as tf
 
     from tfmargin.export.npu import npu_readiness
 
     if case == "dilation":
-        build = lambda x: keras.layers.Conv2D(8, 3, dilation_rate=(2, 1))(x)  # noqa: E731
+        layer = keras.layers.Conv2D(8, 3, dilation_rate=(2, 1))
         op, text = "CONV_2D", "dilation 2x1"
     else:
-        build = lambda x: keras.layers.Lambda(  # noqa: E731
-            lambda t: tf.pad(t, [[1, 0], [0, 0], [0, 0], [0, 0]]))(x)
+        layer = keras.layers.Lambda(lambda t: tf.pad(t, [[1, 0], [0, 0], [0, 0], [0, 0]]))
         op, text = "PAD", "paddings [[1, 0], [0, 0], [0, 0], [0, 0]]"
-    r = npu_readiness(_int8_file(tmp_path, build, case))
+    path = _int8_file(tmp_path, lambda x: layer(keras.layers.Conv2D(4, 3)(x)), case)
+    ops, _, _ = _litert_ops(path)
+    assert ops[0] == "CONV_2D" and ops[1] == op
+    r = npu_readiness(path)
     row = next(row for row in r["targets"]["edgetpu"]["ops"] if row["op"] == op)
     assert row["status"] == "limit not met" and text in row["detail"]
     assert not r["targets"]["edgetpu"]["ready"]
-    assert r["targets"]["edgetpu"]["mapped"]["first_cpu_op"] == op
+    assert r["targets"]["edgetpu"]["mapped"] == {"ops": 1, "of": len(ops), "first_cpu_op": op}
+
+
+def test_a_flatten_converts_at_a_fixed_batch_and_maps(tmp_path):
+    """IResNet's head flattens 7x7xC: calibration must feed the fixed batch the graph has."""
+    import keras
+
+    from tfmargin.export.npu import npu_readiness
+
+    path = _int8_file(tmp_path, lambda x: keras.layers.Dense(4)(keras.layers.Flatten()(
+        keras.layers.Conv2D(8, 3, strides=2)(x))), "flatten")
+    ops, shapes, _ = _litert_ops(path)
+    assert all(-1 not in s for s in shapes.values()) and "FULLY_CONNECTED" in ops
+    r = npu_readiness(path)
+    assert r["targets"]["edgetpu"]["mapped"]["first_cpu_op"] in (None, "RESHAPE")
+    assert r["targets"]["nnapi"]["ready"], r["targets"]["nnapi"]["blockers"]

@@ -67,6 +67,8 @@ HELP = {
     "flip": "Random horizontal flips (students only with a flip teacher signal).",
     "shuffle_buffer": "Examples in the shuffle buffer of TFRecord sources.",
     "seed": "Random seed (weights, data order, flips).",
+    "sample_rate": "Partial FC: each step computes logits for the batch's classes and this "
+                   "share of the others (1: every class), e.g. 0.1 at millions of identities.",
     "val_bin": "Validation .bin for model selection; must not be one of --test_bins.",
     "test_bins": "Reported verification .bins (evaluated, never used to select).",
     "eval_every": "Evaluate every this many steps.",

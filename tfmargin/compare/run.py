@@ -30,8 +30,8 @@ from tfmargin.compare.held_out import evaluate_held_out, load_held_out
 from tfmargin.compare.report import write_results
 
 IGNORED = ("verbose",)  # recipe fields that do not change a run's numbers
-# A finished run's record also ignores where the teacher signal lay: the path is absolute (a
-# moved checkout would orphan every finished run) and its content is in the inputs' checksums.
+# Records and students also ignore where the teacher signal lay: the path is absolute (a moved
+# checkout would otherwise orphan every run) and its content is in the inputs' checksums.
 RECORD_IGNORED = IGNORED + ("teacher_signal",)
 
 
@@ -126,21 +126,22 @@ def _md_mean(config, signal, inputs, log):
     return margin
 
 
-def _prepare_student(recipe, log):
+def _prepare_student(recipe, ties, log):
     """(backbone path, training seconds) of a student whose training finished earlier, else
     None; a directory holding another recipe's student is cleared first."""
     out = recipe.output_dir
     done = _read_json(os.path.join(out, "finished.json"))
     backbone = os.path.join(out, "backbone.keras")
-    if done and _comparable(done.get("recipe", {})) == _comparable(recipe.to_dict()) \
-            and os.path.isfile(backbone):
+    same = _comparable(recipe.to_dict(), RECORD_IGNORED)
+    if done and _comparable(done.get("recipe", {}), RECORD_IGNORED) == same \
+            and done.get("inputs", ties) == ties and os.path.isfile(backbone):
         from tfmargin.distill import sha256_file
 
         if sha256_file(backbone) == done.get("backbone_sha256"):
             return backbone, done.get("train_seconds", 0.0)
     started = _read_json(os.path.join(out, "config.json"))
     if os.path.isdir(out) and (started is None
-                               or _comparable(started) != _comparable(recipe.to_dict())):
+                               or _comparable(started, RECORD_IGNORED) != same):
         log(f"[compare] {out}: holds another recipe's student; starting it over")
         shutil.rmtree(out)
     return None
@@ -173,7 +174,7 @@ def run_one(config, arm, seed, signal, md_mean, held, inputs, log=print):
     done = _read_json(path)
     if done is not None:
         return _check(done, recipe, ties, path)
-    finished = _prepare_student(recipe, log)
+    finished = _prepare_student(recipe, ties, log)
     resumed = None
     if finished is None:
         import keras
@@ -185,8 +186,8 @@ def run_one(config, arm, seed, signal, md_mean, held, inputs, log=print):
         backbone, resumed = result.paths["backbone"], result.start_step or None
         train_seconds = (_read_json(elapsed) or {}).get("seconds", 0.0)
         write_json(os.path.join(recipe.output_dir, "finished.json"),
-                   {"recipe": recipe.to_dict(), "backbone_sha256": sha256_file(backbone),
-                    "train_seconds": train_seconds})
+                   {"recipe": recipe.to_dict(), "inputs": ties,
+                    "backbone_sha256": sha256_file(backbone), "train_seconds": train_seconds})
     else:
         backbone, train_seconds = finished
     started = time.perf_counter()

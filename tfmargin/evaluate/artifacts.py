@@ -152,7 +152,8 @@ class TFLiteEmbedder(Embedder):
             parts = [x[i:i + b] for i in range(0, n, b)]
             return np.concatenate([self(np.concatenate([p, np.zeros((b - len(p), *p.shape[1:]),
                                                                     p.dtype)]))[:len(p)]
-                                   for p in parts]) if n else np.zeros((0, 0), np.float32)
+                                   for p in parts]) if n else np.zeros(
+                (0, int(self.out["shape"][-1])), np.float32)
         if self.batch is None and self._allocated_batch != n:
             self.interpreter.resize_tensor_input(self.inp["index"], [n, *x.shape[1:]])
             self.interpreter.allocate_tensors()

@@ -22,7 +22,7 @@ NNAPI_SOURCE = ("TensorFlow Lite NNAPI delegate (tensorflow/lite/delegates/nnapi
 EDGE_TPU_SOURCE = ("Coral, TensorFlow models on the Edge TPU: supported operations "
                    "(coral.ai/docs/edgetpu/models-intro, Edge TPU compiler 16)")
 
-NnapiRule = collections.namedtuple("NnapiRule", "min_api max_version limit")
+NnapiRule = collections.namedtuple("NnapiRule", "min_api max_version limit note")
 EdgeTpuRule = collections.namedtuple("EdgeTpuRule", "limit")
 
 ANDROID = {27: "Android 8.1", 28: "Android 9", 29: "Android 10", 30: "Android 11",
@@ -33,44 +33,46 @@ def android_name(api):
     return f"{ANDROID.get(api, 'Android')} (API {api})"
 
 
-def _nnapi(min_api, max_version, limit=""):
-    return NnapiRule(min_api, max_version, limit)
+def _nnapi(min_api, max_version, limit="", note=""):
+    """`limit`: a condition the delegate checks (npu.py reads it from the file where it can,
+    else reports "check on device"); `note`: how the delegate treats the op, for the reader."""
+    return NnapiRule(min_api, max_version, limit, note)
 
 
 NNAPI = {
-    "ADD": _nnapi(27, 2, "int8 shifted to uint8 below API 30"),
-    "SUB": _nnapi(29, 3, "quantised from API 29; input rank <= 4"),
-    "MUL": _nnapi(27, 2, "version 3 only when an accelerator is named"),
-    "CONV_2D": _nnapi(29, 3, "int8 from API 29; a bias is required; dilation from API 29"),
-    "DEPTHWISE_CONV_2D": _nnapi(29, 3, "int8 from API 29"),
-    "FULLY_CONNECTED": _nnapi(29, 5, "int8 from API 29; keep_num_dims from API 30"),
-    "L2_NORMALIZATION": _nnapi(29, 2, "int8 from API 29 (below: float, 4-D only); no fused "
-                                      "activation"),
-    "PAD": _nnapi(29, 2, "quantised from API 29; no zero-size dimensions"),
-    "PADV2": _nnapi(29, 2, "quantised from API 29; no zero-size dimensions"),
-    "QUANTIZE": _nnapi(30, 2, "float to int8 from API 30 (uint8 output before)"),
-    "DEQUANTIZE": _nnapi(29, 2, "int8 from API 29 (zero point 0 on API 29); not per-channel"),
-    "RESHAPE": _nnapi(27, 1, "the new shape must be a constant"),
-    "STRIDED_SLICE": _nnapi(28, 2, "ellipsis and new-axis masks are dropped"),
-    "PACK": _nnapi(30, 2, "int8, int32 or float; not along the last axis"),
+    "ADD": _nnapi(27, 2, note="int8 shifted to uint8 below API 30"),
+    "SUB": _nnapi(29, 3, "input rank <= 4", "quantised from API 29"),
+    "MUL": _nnapi(27, 2, note="version 3 only when an accelerator is named"),
+    "CONV_2D": _nnapi(29, 3, "a bias", "int8 from API 29; dilation from API 29"),
+    "DEPTHWISE_CONV_2D": _nnapi(29, 3, note="int8 from API 29"),
+    "FULLY_CONNECTED": _nnapi(29, 5, note="int8 from API 29; keep_num_dims from API 30"),
+    "L2_NORMALIZATION": _nnapi(29, 2, "no fused activation", "int8 from API 29 (below: "
+                                                            "float, 4-D only)"),
+    "PAD": _nnapi(29, 2, "no zero-size dimension", "quantised from API 29"),
+    "PADV2": _nnapi(29, 2, "no zero-size dimension", "quantised from API 29"),
+    "QUANTIZE": _nnapi(30, 2, note="float to int8 from API 30 (uint8 output before)"),
+    "DEQUANTIZE": _nnapi(29, 2, "per-tensor input", "int8 from API 29 (zero point 0 on 29)"),
+    "RESHAPE": _nnapi(27, 1, "a constant new shape"),
+    "STRIDED_SLICE": _nnapi(28, 2, "no ellipsis or new-axis mask (the delegate drops them)"),
+    "PACK": _nnapi(30, 2, "not along the last axis", "int8, int32 or float"),
     "CONCATENATION": _nnapi(27, 2, "no fused activation; rank <= 4"),
-    "PRELU": _nnapi(29, 1, ""),
-    "MEAN": _nnapi(29, 2, "quantised from API 29; input and output quantisation identical"),
+    "PRELU": _nnapi(29, 1),
+    "MEAN": _nnapi(29, 2, "input and output quantised alike", "quantised from API 29"),
     "AVERAGE_POOL_2D": _nnapi(27, 2, "quantised filters of at most 256 taps unless an "
                                      "accelerator is named"),
-    "MAX_POOL_2D": _nnapi(27, 2, ""),
-    "RELU": _nnapi(27, 2, ""),
-    "RELU6": _nnapi(27, 2, ""),
-    "RELU_N1_TO_1": _nnapi(27, 2, ""),
-    "LOGISTIC": _nnapi(27, 2, ""),
-    "TANH": _nnapi(29, 2, "quantised from API 29"),
-    "HARD_SWISH": _nnapi(27, None, "lowered to MUL/ADD below API 30"),
+    "MAX_POOL_2D": _nnapi(27, 2),
+    "RELU": _nnapi(27, 2),
+    "RELU6": _nnapi(27, 2),
+    "RELU_N1_TO_1": _nnapi(27, 2),
+    "LOGISTIC": _nnapi(27, 2),
+    "TANH": _nnapi(29, 2, note="quantised from API 29"),
+    "HARD_SWISH": _nnapi(27, None, note="lowered to MUL/ADD below API 30"),
     "MAXIMUM": _nnapi(29, 3, "a scalar operand must be constant"),
     "MINIMUM": _nnapi(29, 3, "a scalar operand must be constant"),
-    "EXPAND_DIMS": _nnapi(29, 1, "constant int32 axis"),
-    "SQUEEZE": _nnapi(28, 1, "not in the int8-to-uint8 list: int8 needs API 30"),
-    "TRANSPOSE": _nnapi(28, 2, "constant permutation"),
-    "SOFTMAX": _nnapi(27, 2, "rank <= 4"),
+    "EXPAND_DIMS": _nnapi(29, 1, "a constant axis"),
+    "SQUEEZE": _nnapi(30, 1, note="not in the int8-to-uint8 list: int8 needs API 30"),
+    "TRANSPOSE": _nnapi(28, 2, "a constant permutation"),
+    "SOFTMAX": _nnapi(27, 2, "input rank <= 4"),
 }
 
 EDGE_TPU = {name: EdgeTpuRule(limit) for name, limit in {

@@ -309,7 +309,7 @@ def _npu_cell(row):
     api = f" (API {row['min_api']}+)" if row.get("min_api") else ""
     if row["status"] == "supported":
         return "yes" + api
-    return f"{row['status']}{api}: {row['detail'] or row['limit']}"
+    return f"{row['status']}{api}: {row['detail'] or row['limit']}".replace("|", "/")
 
 
 def npu_markdown(artifacts):
@@ -326,7 +326,7 @@ def npu_markdown(artifacts):
         mapped = tpu["mapped"]
         lines += [f"**{name}**: {'/'.join(fc['io_types'])} I/O, "
                   f"{'static' if fc['static_shapes'] else 'dynamic'} shapes. "
-                  f"NNAPI: {'ready from ' + nn['min_android'] if nn['ready'] else 'not ready'}; "
+                  f"NNAPI: {'ready from ' + str(nn['min_android']) if nn['ready'] else 'not ready'}; "
                   f"Edge TPU: {'ready' if tpu['ready'] else 'not ready'}, {mapped['ops']} of "
                   f"{mapped['of']} ops before the first it leaves to the CPU"
                   + (f" ({mapped['first_cpu_op']})" if mapped["first_cpu_op"] else "") + ".", "",

@@ -82,7 +82,7 @@ def tflite_source(model):
         yield source
 
 
-def _converter(archive, mode, images, io_type):
+def _converter(archive, mode, images, io_type, batch_size=None):
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(archive, signature_keys=["serve"])
@@ -95,9 +95,11 @@ def _converter(archive, mode, images, io_type):
     elif mode == "int8":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
 
+        step = batch_size or 16  # a fixed-batch graph is calibrated in its own batch
+
         def representative_dataset():
-            for start in range(0, len(images), 16):
-                yield {graph.INPUT_NAME: images[start:start + 16]}
+            for start in range(0, len(images) - step + 1 if batch_size else len(images), step):
+                yield {graph.INPUT_NAME: images[start:start + step]}
 
         converter.representative_dataset = representative_dataset
         if io_type:
@@ -202,7 +204,7 @@ def export_tflite(model, path, mode, representative=None, integer_io=False,
         images = calibration_images(representative, num_images, seed)
     with tflite_source(model) as source:
         content = convert(_converter(source.archive(normalize, batch_size), mode, images,
-                                     io_type), where)
+                                     io_type, batch_size), where)
         check_builtin_ops(content, where)
         if verify:
             probe = images[:8] if images is not None else np.random.default_rng(seed).uniform(

@@ -31,15 +31,17 @@ import keras
 from keras import ops
 
 from tfmargin import margins
+from tfmargin.heads.partial_fc import PartialFC
 
 LAMBDA_FLOOR = 1e-6
 
 
 @keras.saving.register_keras_serializable(package="tfmargin")
-class AdaDistillHead(keras.layers.Layer):
+class AdaDistillHead(PartialFC, keras.layers.Layer):
     """AdaArcDistill: ArcFace against class centers that follow the teacher's embeddings."""
 
-    def __init__(self, num_classes, scale=64.0, margin=0.5, **kwargs):
+    def __init__(self, num_classes, scale=64.0, margin=0.5, sample_rate=1.0, sample_shards=1,
+                 sample_seed=None, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if num_classes < 1:
@@ -47,6 +49,7 @@ class AdaDistillHead(keras.layers.Layer):
         self.num_classes, self.scale, self.margin = int(num_classes), float(scale), float(margin)
         self.arcface = margins.CombinedMargin(1.0, self.margin, 0.0)
         self.centers = None
+        self.init_sampling(sample_rate, sample_shards, sample_seed)
 
     def build(self, input_shape):
         dim, teacher_dim = input_shape[0][-1], input_shape[2][-1]
@@ -81,17 +84,17 @@ class AdaDistillHead(keras.layers.Layer):
     def call(self, inputs, training=None):
         if training:
             self.update_centers(inputs)
-        cos = margins.cosine_logits(inputs[0], self.centers)
-        return self.logits_from_cosines(cos, inputs)
+        return self.head_logits(inputs, training=training)
 
-    def logits_from_cosines(self, cos, inputs, margin_fraction=1.0):
+    def logits_from_cosines(self, cos, inputs, margin_fraction=1.0, columns=None):
         """ArcFace logits from cosines to the (updated) centers; `margin_fraction` for
-        warm-ups."""
-        return self.arcface(cos, margins.flat_labels(inputs[1]), self.scale, margin_fraction)
+        warm-ups; `columns` each row's target column (Partial FC)."""
+        columns = margins.flat_labels(inputs[1]) if columns is None else columns
+        return self.arcface(cos, columns, self.scale, margin_fraction)
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0][0], self.num_classes)
+        return self.sampling_output_shape(input_shape)
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "scale": self.scale,
-                "margin": self.margin}
+                "margin": self.margin, **self.sampling_config()}

@@ -29,10 +29,10 @@ class AngularDistillationHead(MarginHead):
         super().__init__(num_classes, scale=scale, **kwargs)
         self.alpha = float(alpha)
 
-    def logits_from_cosines(self, cos, inputs, margin_fraction=1.0):
+    def logits_from_cosines(self, cos, inputs, margin_fraction=1.0, columns=None):
         embeddings, _, teacher = inputs
         self.add_loss(self.alpha * losses.cosine_distillation(embeddings, teacher))
-        return super().logits_from_cosines(cos, inputs, margin_fraction)
+        return super().logits_from_cosines(cos, inputs, margin_fraction, columns)
 
     def get_config(self):
         config = super().get_config()

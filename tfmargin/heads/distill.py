@@ -5,10 +5,11 @@ from keras import ops
 
 from tfmargin import margins
 from tfmargin.heads import centers as frozen
+from tfmargin.heads.partial_fc import PartialFC
 
 
 @keras.saving.register_keras_serializable(package="tfmargin")
-class MarginDistillationHead(keras.layers.Layer):
+class MarginDistillationHead(PartialFC, keras.layers.Layer):
     """ArcFace logits against the teacher's frozen class centers, with a per-sample margin.
 
     Called as `head([embeddings, labels, teacher_embeddings])`. For sample i with teacher
@@ -27,12 +28,15 @@ class MarginDistillationHead(keras.layers.Layer):
 
     `centers` (embedding_dim, num_classes) is held as a non-trainable weight: saved with the
     model, never changed by training. Train with sparse categorical cross-entropy on the logits.
+    `sample_rate` < 1: Partial FC (heads/partial_fc.py); the margins are the same (they read
+    each sample's own center), only the negatives are sampled.
     """
 
     D_MAX_FLOOR = 1e-6
 
     def __init__(self, centers=None, scale=64.0, m_max=0.5, m_min=0.2, d_max="batch", clip=False,
-                 num_classes=None, embedding_dim=None, **kwargs):
+                 num_classes=None, embedding_dim=None, sample_rate=1.0, sample_shards=1,
+                 sample_seed=None, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         centers, self.num_classes, self.embedding_dim = frozen.resolve(
@@ -46,6 +50,7 @@ class MarginDistillationHead(keras.layers.Layer):
         self.clip = bool(clip)
         self._initial_centers = centers
         self.centers = None
+        self.init_sampling(sample_rate, sample_shards, sample_seed)
 
     def build(self, input_shape):
         frozen.check_dims(self.name, self.embedding_dim, student=input_shape[0][-1],
@@ -64,22 +69,24 @@ class MarginDistillationHead(keras.layers.Layer):
         return margins.teacher_margins(cos_t, self.m_max, self.m_min, self.d_max, self.clip,
                                        floor=self.D_MAX_FLOOR)
 
-    def call(self, inputs):
-        return self.logits_from_cosines(margins.cosine_logits(inputs[0], self.centers), inputs)
+    def call(self, inputs, training=None):
+        return self.head_logits(inputs, training=training)
 
-    def logits_from_cosines(self, cos, inputs, margin_fraction=1.0):
+    def logits_from_cosines(self, cos, inputs, margin_fraction=1.0, columns=None):
         """The logits from already computed cosines (B, C); `margin_fraction` scales every
-        per-sample margin (0: plain normalised softmax), for warm-ups."""
+        per-sample margin (0: plain normalised softmax), for warm-ups; `columns`: each row's
+        target column in `cos` (default its label; Partial FC's sampled columns otherwise)."""
         _, labels, teacher = inputs
         labels = margins.flat_labels(labels)
-        return margins.apply_margin(cos, labels, self.scale,
+        return margins.apply_margin(cos, labels if columns is None else columns, self.scale,
                                     m2=self.margins(teacher, labels) * margin_fraction)
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0][0], self.num_classes)
+        return self.sampling_output_shape(input_shape)
 
     def get_config(self):
         # The centers travel as the layer's weight (in the .keras file), not in the config.
         return {**super().get_config(), "scale": self.scale, "m_max": self.m_max,
                 "m_min": self.m_min, "d_max": self.d_max, "clip": self.clip,
-                "num_classes": self.num_classes, "embedding_dim": self.embedding_dim}
+                "num_classes": self.num_classes, "embedding_dim": self.embedding_dim,
+                **self.sampling_config()}

@@ -4,10 +4,11 @@ import keras
 import numpy as np
 
 from tfmargin import margins
+from tfmargin.heads.partial_fc import PartialFC
 
 
 @keras.saving.register_keras_serializable(package="tfmargin")
-class MarginHead(keras.layers.Layer):
+class MarginHead(PartialFC, keras.layers.Layer):
     """Classifier logits with a combined angular margin on the target class.
 
     Called as `head([embeddings, labels])`, returns float32 logits (batch, num_classes):
@@ -18,10 +19,14 @@ class MarginHead(keras.layers.Layer):
 
     The head computes in float32 whatever the global mixed-precision policy: s*cos overflows
     float16 and bfloat16 rounds cosines too coarsely for a 0.5 rad margin to register.
+
+    `sample_rate` < 1: Partial FC (heads/partial_fc.py); training steps compute logits for the
+    batch's classes and a uniform sample of the others, returned target-first (B, 1 + K).
     """
 
     def __init__(self, num_classes, scale=64.0, m1=1.0, m2=0.5, m3=0.0,
-                 center_initializer="random_normal", initial_centers=None, **kwargs):
+                 center_initializer="random_normal", initial_centers=None, sample_rate=1.0,
+                 sample_shards=1, sample_seed=None, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if num_classes < 1:
@@ -41,6 +46,7 @@ class MarginHead(keras.layers.Layer):
             raise ValueError(f"{self.name}: initial_centers must be (embedding_dim, "
                              f"{self.num_classes}), got shape {self._initial_centers.shape}")
         self.centers = None
+        self.init_sampling(sample_rate, sample_shards, sample_seed)
 
     def build(self, input_shape):
         embedding_shape = input_shape[0]
@@ -55,21 +61,24 @@ class MarginHead(keras.layers.Layer):
             self.centers.assign(self._initial_centers)
             self._initial_centers = None
 
-    def call(self, inputs):
-        return self.logits_from_cosines(margins.cosine_logits(inputs[0], self.centers), inputs)
+    def call(self, inputs, training=None):
+        return self.head_logits(inputs, training=training)
 
-    def logits_from_cosines(self, cos, inputs, margin_fraction=1.0):
+    def logits_from_cosines(self, cos, inputs, margin_fraction=1.0, columns=None):
         """The logits from already computed cosines (B, C) to the centers. `margin_fraction`
-        in [0, 1] scales the margin (0: plain normalised softmax), for warm-ups."""
-        return self.margin(cos, margins.flat_labels(inputs[1]), self.scale, margin_fraction)
+        in [0, 1] scales the margin (0: plain normalised softmax), for warm-ups; `columns`:
+        each row's target column in `cos` (default: its label; Partial FC gives others)."""
+        columns = margins.flat_labels(inputs[1]) if columns is None else columns
+        return self.margin(cos, columns, self.scale, margin_fraction)
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0][0], self.num_classes)
+        return self.sampling_output_shape(input_shape)
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "scale": self.scale,
                 "m1": self.m1, "m2": self.m2, "m3": self.m3,
-                "center_initializer": keras.initializers.serialize(self.center_initializer)}
+                "center_initializer": keras.initializers.serialize(self.center_initializer),
+                **self.sampling_config()}
 
 
 def ArcFace(num_classes, scale=64.0, margin=0.5, **kwargs):

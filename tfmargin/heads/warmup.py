@@ -72,11 +72,18 @@ class SoftmaxWarmup(keras.layers.Layer):
             return ops.cast(ops.greater_equal(after, 0.0), "float32")
         return ops.clip((after + 1.0) / float(self.ramp_steps), 0.0, 1.0)
 
+    @property
+    def samples(self):  # Partial FC: target-first logits (heads/partial_fc.py)
+        return getattr(self.head, "samples", False)
+
     def call(self, inputs, training=None):
         if training and hasattr(self.head, "update_centers"):
             self.head.update_centers(inputs)  # centers that move with the data (AdaDistill)
-        cos = margins.cosine_logits(inputs[0], self.head.centers)
-        out = self.head.logits_from_cosines(cos, inputs, self.margin_fraction())
+        if hasattr(self.head, "head_logits"):  # every center-holding head: sampling included
+            out = self.head.head_logits(inputs, self.margin_fraction(), training)
+        else:
+            cos = margins.cosine_logits(inputs[0], self.head.centers)
+            out = self.head.logits_from_cosines(cos, inputs, self.margin_fraction())
         if training:
             self.step.assign(self.step + 1)
         return out

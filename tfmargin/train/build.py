@@ -12,7 +12,7 @@ import dataclasses
 
 import keras
 
-from tfmargin.heads import compile_loss
+from tfmargin.heads import compile_loss, compile_metrics
 from tfmargin.models import build_backbone, load_backbone
 from tfmargin.train.config import ConfigError
 from tfmargin.train.methods import make_head, reads_teacher
@@ -55,9 +55,8 @@ def classifier(backbone, head, teacher_dim=None):
 
 
 def compile_classifier(model, head, config):
-    loss = compile_loss(head)
-    metrics = ["accuracy"] if getattr(head, "OBJECTIVE", "logits") == "logits" else None
-    model.compile(optimizer=build_optimizer(config), loss=loss, metrics=metrics)
+    model.compile(optimizer=build_optimizer(config), loss=compile_loss(head),
+                  metrics=compile_metrics(head))
     return model
 
 

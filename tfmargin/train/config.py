@@ -61,6 +61,7 @@ class TrainConfig:
     distance: str = "cos"                   # embedding distillation: cos | l2
     softmax_warmup_steps: int = 0           # plain (margin-free) softmax for these first steps
     margin_ramp_steps: int = 0              # then the margin grows linearly from 0 over these
+    sample_rate: float = 1.0                # Partial FC: share of the negative classes per step
     # optimisation
     batch_size: int = 512                   # global, over all replicas
     images_per_identity: int = 4            # K of the P x K batches of the triplet methods
@@ -167,6 +168,11 @@ def validate(c: TrainConfig, *, check_files=True) -> TrainConfig:
     if c.role == "student" and c.strategy != "default" and not get_method(c.method).replicas:
         _fail("strategy", f"method {c.method} updates its class centers inside the step and "
               "runs on one device only: use --strategy=default")
+    if not 0.0 < c.sample_rate <= 1.0:
+        _fail("sample_rate", f"must be in (0, 1], got {c.sample_rate}")
+    if c.sample_rate < 1.0 and c.role == "student" and not get_method(c.method).partial_fc:
+        _fail("sample_rate", f"method {c.method} has no class-center softmax to sample (its "
+              "objective compares whole distributions or embeddings): use 1")
     _one_of(c, "distance", DISTANCES)
     _one_of(c, "weight_decay_mode", WEIGHT_DECAY_MODES)
     parse_scale(c.scale)

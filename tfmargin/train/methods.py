@@ -6,7 +6,7 @@ tfmargin.train.registry (docs/method.md). Every student head takes
 from tfmargin import heads
 from tfmargin.heads.warmup import SoftmaxWarmup
 from tfmargin.train.config import method_defaults, resolve_scale
-from tfmargin.train.registry import get_method
+from tfmargin.train.registry import get_method, sampling
 
 TEACHER_HEADS = {"arcface": heads.ArcFace, "cosface": heads.CosFace,
                  "sphereface": heads.SphereFace}
@@ -19,7 +19,7 @@ def make_head(config, num_classes, centers=None):
     config = config.replace(scale=resolve_scale(config, num_classes))
     if config.role == "teacher":
         head = TEACHER_HEADS[config.head](num_classes, scale=config.scale, margin=d["margin"],
-                                          name="head")
+                                          name="head", **sampling(config))
     else:
         head = _student_head(config, num_classes, centers, d)
     if config.softmax_warmup_steps or config.margin_ramp_steps:

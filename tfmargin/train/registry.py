@@ -23,6 +23,7 @@ class Method:
     alpha: float | None = None       # default weight of its distillation term
     alpha_max: float | None = None   # upper bound of alpha (KD mixes: 1)
     replicas: bool = True            # trains under tf.distribute (mirrored, multi-worker)
+    partial_fc: bool = False         # a center softmax that --sample_rate can sample
 
 
 METHODS = {}
@@ -47,12 +48,23 @@ def method_names():
 
 # -- the builders ------------------------------------------------------------------------------
 
+def sampling(c):
+    """The Partial FC arguments of a center-holding head: the recipe's sample_rate, seeded by
+    its seed, sampled per shard of the class axis when the centers are sharded."""
+    if c.sample_rate >= 1.0:
+        return {}
+    from tfmargin.train.strategy import class_shards
+
+    return {"sample_rate": c.sample_rate, "sample_seed": c.seed,
+            "sample_shards": class_shards(c.strategy)}
+
+
 def _md(c, num_classes, centers, margin, alpha):
     from tfmargin.heads import MarginDistillationHead
 
     d_max = c.d_max if c.d_max == "batch" else float(c.d_max)
     return MarginDistillationHead(centers, scale=c.scale, m_max=c.m_max, m_min=c.m_min,
-                                  d_max=d_max, clip=c.clip_margin, name="head")
+                                  d_max=d_max, clip=c.clip_margin, name="head", **sampling(c))
 
 
 def _arcface(from_teacher):
@@ -61,7 +73,7 @@ def _arcface(from_teacher):
         from tfmargin.heads import ArcFace
 
         return ArcFace(num_classes, scale=c.scale, margin=margin, name="head",
-                       initial_centers=centers if from_teacher else None)
+                       initial_centers=centers if from_teacher else None, **sampling(c))
     return build
 
 
@@ -71,20 +83,20 @@ def _arcdistill(c, num_classes, centers, margin, alpha):
     from tfmargin.heads import MarginDistillationHead
 
     return MarginDistillationHead(centers, scale=c.scale, m_max=margin, m_min=margin,
-                                  name="head")
+                                  name="head", **sampling(c))
 
 
 def _adadistill(c, num_classes, centers, margin, alpha):
     from tfmargin.heads import AdaDistillHead
 
-    return AdaDistillHead(num_classes, scale=c.scale, margin=margin, name="head")
+    return AdaDistillHead(num_classes, scale=c.scale, margin=margin, name="head", **sampling(c))
 
 
 def _angular(c, num_classes, centers, margin, alpha):
     from tfmargin.heads import AngularDistillationHead
 
     return AngularDistillationHead(num_classes, scale=c.scale, margin=margin, alpha=alpha,
-                                   name="head")
+                                   name="head", **sampling(c))
 
 
 def _margin_kd(c, num_classes, centers, margin, alpha):
@@ -118,19 +130,19 @@ def _embedding(c, num_classes, centers, margin, alpha):
 
 for _method in (
     Method("margin_distillation", "MarginDistillation", _md, reads_teacher=True,
-           needs_centers=True, has_margin=True),
+           needs_centers=True, has_margin=True, partial_fc=True),
     Method("arcface", "ArcFace (no teacher)", _arcface(False), reads_teacher=False,
-           needs_centers=False, has_margin=True),
+           needs_centers=False, has_margin=True, partial_fc=True),
     Method("arcdistill", "ArcDistill (teacher centers, constant margin)", _arcdistill,
-           reads_teacher=True, needs_centers=True, has_margin=True),
+           reads_teacher=True, needs_centers=True, has_margin=True, partial_fc=True),
     Method("arcface_init", "ArcFace from the teacher's centers", _arcface(True),
-           reads_teacher=False, needs_centers=True, has_margin=True),
+           reads_teacher=False, needs_centers=True, has_margin=True, partial_fc=True),
     # AdaDistill's centers change inside the step: each replica would update its own copy from
     # its own share of the batch, so it runs on one device until the update is all-gathered.
     Method("adadistill", "AdaDistill (AdaArcDistill)", _adadistill, reads_teacher=True,
-           needs_centers=False, has_margin=True, replicas=False),
+           needs_centers=False, has_margin=True, replicas=False, partial_fc=True),
     Method("angular", "Angular distillation", _angular, reads_teacher=True,
-           needs_centers=False, has_margin=True, alpha=1.0),
+           needs_centers=False, has_margin=True, alpha=1.0, partial_fc=True),
     Method("triplet_l2", "Triplet distillation (L2)", _triplet("l2"), reads_teacher=True,
            needs_centers=False, has_margin=False, identity_batches=True),
     Method("triplet_cos", "Triplet distillation (cos)", _triplet("cos"), reads_teacher=True,

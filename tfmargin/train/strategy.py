@@ -28,6 +28,12 @@ def make_strategy(name):
     raise ConfigError(f"strategy: unknown strategy {name!r}")
 
 
+def class_shards(name):
+    """Blocks of the class axis Partial FC samples from separately: one per device when the
+    centers are sharded over devices (model_parallel), else 1."""
+    return 1
+
+
 def scope(strategy):
     return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
