@@ -14,6 +14,8 @@ def value_and_grads(fn, *args):
         with tf.GradientTape() as tape:
             value = fn(*variables)
         grads = tape.gradient(value, variables)
+        # a gather's gradient arrives as IndexedSlices (Partial FC's sampled centers)
+        grads = [g if g is None else tf.convert_to_tensor(g) for g in grads]
         return float(value), [np.zeros_like(a) if g is None else np.asarray(g) for a, g in zip(args, grads)]
     if backend == "jax":
         import jax

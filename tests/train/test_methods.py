@@ -89,3 +89,21 @@ def test_adadistill_refuses_replicas():
     with pytest.raises(ConfigError, match="^strategy: method adadistill updates its class"):
         validate(config, check_files=False)
     validate(config.replace(strategy="default"), check_files=False)
+
+
+def test_partial_fc_recipe(tiny_config, signal):
+    """--sample_rate reaches the head (seeded by the recipe), trains through the data path, and
+    is refused with a clear line where there is no center softmax to sample."""
+    with pytest.raises(ConfigError, match=r"^sample_rate: must be in \(0, 1\]"):
+        validate(tiny_config.replace(sample_rate=0.0))
+    with pytest.raises(ConfigError, match="^sample_rate: method hinton_kd has no class-center"):
+        validate(tiny_config.replace(method="hinton_kd", sample_rate=0.5))
+    config = validate(tiny_config.replace(sample_rate=0.5, lr=0.02, seed=3,
+                                          softmax_warmup_steps=2))
+    built = build_student(config, signal)
+    inner = built.head.head  # inside the softmax warm-up
+    assert (inner.sample_rate, inner.sample_seed, inner.sample_shards) == (0.5, 3, 1)
+    x, y = next(iter(training_data(config, signal)))
+    losses = [float(np.asarray(built.model.train_on_batch(x, y, return_dict=True)["loss"]))
+              for _ in range(6)]
+    assert np.isfinite(losses).all() and min(losses[-3:]) < losses[0], losses
