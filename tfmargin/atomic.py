@@ -65,21 +65,27 @@ def atomic_directory(path, staging=None, create=False):
         os.makedirs(tmp)
     try:
         yield tmp
-        if not os.path.isdir(tmp):
-            raise FileNotFoundError(f"{path}: the writer produced no directory")
-        old = None
-        if os.path.exists(path):
-            old = f"{path}.old-{os.getpid()}"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-        try:
-            os.replace(tmp, path)
-        except BaseException:
-            if old:
-                os.replace(old, path)
-            raise
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_directory(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def replace_directory(tmp, path):
+    """Put the finished directory `tmp` in `path`'s place: an old `path` is moved aside first
+    and removed after, and restored if the rename fails."""
+    if not os.path.isdir(tmp):
+        raise FileNotFoundError(f"{path}: the writer produced no directory")
+    old = None
+    if os.path.exists(path):
+        old = f"{path}.old-{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        if old:
+            os.replace(old, path)
+        raise
+    if old:
+        shutil.rmtree(old, ignore_errors=True)

@@ -36,7 +36,8 @@ def test_data_pipeline_row_quick():
 
 
 def test_every_row_is_discovered():
-    assert {"train_step", "data_pipeline", "synthetic_generation", "identification", "export"} <= set(row_modules())
+    assert {"train_step", "data_pipeline", "synthetic_generation", "identification", "export",
+            "partial_fc"} <= set(row_modules())
 
 
 def test_export_row_quick():
@@ -44,3 +45,16 @@ def test_export_row_quick():
     assert record["name"] == "export" and record["value"] > 0 and record["baseline_value"] > 0
     assert record["ratio"] == pytest.approx(record["value"] / record["baseline_value"])
     assert record["met"] == (record["ratio"] <= 0.45)
+
+
+def test_partial_fc_row_quick():
+    """Both settings run in their own process; the sampled step computes the sampled share of
+    the classes, and the MarginDistillation margins do not move."""
+    record = row_modules()["partial_fc"].run(quick=True)
+    d = record["details"]
+    assert record["name"] == "partial_fc" and record["baseline_value"] == 1.0
+    assert record["value"] == pytest.approx(d["full"]["seconds"] / d["sampled"]["seconds"])
+    assert d["sampled"]["sampled_classes"] == 2_000 and d["md_margin_max_abs_difference"] == 0.0
+    assert d["full"]["peak_rss_bytes"] > d["centers_bytes"]
+    # the sampled softmax has the same target logits and a subset of the negatives
+    assert 0 < d["sampled"]["loss"] < d["full"]["loss"]

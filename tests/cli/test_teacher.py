@@ -100,3 +100,97 @@ def test_size_and_label_errors_name_the_flag(files):
     assert r.returncode == 1 and line.startswith("error: --data: "), r.stderr
     assert files["bare"] in line and "record 8 has label 2" in line  # keys 0.., labels 0,0,0,0,1..
     assert not os.path.exists(never)
+
+
+@pytest.fixture(scope="module")
+def larger(tmp_path_factory, files):
+    """96 images in 8 shards: enough steps for a kill to land between them."""
+    d = tmp_path_factory.mktemp("cli_teacher_kill")
+    rng = np.random.default_rng(6)
+    labels = np.repeat(np.arange(3), 32)
+    images = rng.integers(0, 256, (96, 112, 112, 3), dtype=np.uint8)
+    write_insightface_dataset(str(d / "data"), [(int(lab), encode_png(im))
+                                                for lab, im in zip(labels, images)])
+    args = [f"--teacher={files['teacher']}", f"--data={d / 'data' / 'train.rec'}", "--shards=8",
+            "--batch_size=4", "--noprogress"]
+    reference = str(d / "reference")
+    r = run_cli(*args, f"--output={reference}")
+    assert r.returncode == 0, r.stderr
+    return {"dir": d, "args": args, "reference": reference}
+
+
+def _same_signal(directory, reference):
+    """Shard for shard the same records; the embeddings equal up to float jitter (TensorFlow's
+    CPU kernels do not give bit-identical outputs from one process to the next)."""
+    a, b = load_teacher_signal(directory), load_teacher_signal(reference)
+    assert [(s["file"], s["records"]) for s in a.manifest["shards"]] == [
+        (s["file"], s["records"]) for s in b.manifest["shards"]]
+    ra, rb = raw_records(a.files), raw_records(b.files)
+    assert [(r["shard"], r["position"], r["key"], r["label"]) for r in ra] == [
+        (r["shard"], r["position"], r["key"], r["label"]) for r in rb]
+    assert_close(np.stack([r["teacher"] for r in ra]), np.stack([r["teacher"] for r in rb]))
+
+
+def _start(args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT, KERAS_BACKEND="tensorflow")
+    return subprocess.Popen([sys.executable, "-m", "tfmargin.cli.teacher", *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+
+def _done_shards(stage):
+    if not os.path.isdir(stage):
+        return {}
+    return {n[:-5]: os.stat(os.path.join(stage, n[:-5]))
+            for n in os.listdir(stage) if n.endswith(".tfrecord.json")}
+
+
+def test_sigkill_at_random_points_resumes_shard_by_shard(larger):
+    """Each trial kills the command with SIGKILL once a random number of shards is done (or
+    at once, or while it merges); at no point is there a manifest over a partial set, and the
+    next run never embeds a finished, verified shard again. The final signal is the
+    uninterrupted run's, shard for shard."""
+    import signal
+    import time
+
+    rng = np.random.default_rng(0)
+    out = str(larger["dir"] / "killed")
+    stage = out + ".partial"
+    args = larger["args"] + [f"--output={out}"]
+    for trial in range(4):
+        target = int(rng.integers(0, 9))  # shards finished before the kill (8: while merging)
+        kept = _done_shards(stage)
+        proc = _start(args)
+        deadline = time.time() + 120
+        while proc.poll() is None and len(_done_shards(stage)) < target \
+                and time.time() < deadline:
+            time.sleep(0.005)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if os.path.exists(os.path.join(out, "manifest.json")):  # only ever a whole signal
+            _same_signal(out, larger["reference"])
+        for name, st in kept.items():  # never re-embedded
+            now = _done_shards(stage).get(name) or os.stat(os.path.join(out, name))
+            assert (now.st_ino, now.st_mtime_ns) == (st.st_ino, st.st_mtime_ns), name
+        if os.path.exists(os.path.join(out, "manifest.json")):
+            break
+    r = run_cli(*args)  # finish (or, when done already, extract once more)
+    assert r.returncode == 0, r.stderr
+    _same_signal(out, larger["reference"])
+    assert not os.path.exists(stage)
+
+
+def test_two_workers_then_merge(larger):
+    out = str(larger["dir"] / "workers")
+    args = larger["args"] + [f"--output={out}", "--num_workers=2"]
+    r = run_cli(*args, "--worker_index=1")
+    assert r.returncode == 0, r.stderr
+    assert "the last one to finish (or --merge) writes the manifest" in r.stdout
+    r = run_cli(f"--output={out}", "--merge")
+    assert r.returncode == 1 and "4 of 8 shards missing" in r.stderr.strip().splitlines()[-1]
+    r = run_cli(*args, "--worker_index=0")  # the last worker merges
+    assert r.returncode == 0, r.stderr
+    _same_signal(out, larger["reference"])
+    r = run_cli(f"--output={out}", "--merge")  # nothing left to merge
+    line = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 1 and line.startswith("error: --output: ") and "no extraction" in line

@@ -196,6 +196,9 @@ def test_a_finished_run_survives_a_moved_checkout_but_not_another_recipe(tmp_pat
                          "verbose": 2}, "inputs": inputs}
     moved = Recipe(teacher_signal="/new/runs/compare/teacher_signal", lr=0.1, verbose=0)
     assert _check(record, moved, inputs, "seed0.json") is record
+    # a field added to TrainConfig later (at its default) does not orphan older records
+    newer = Recipe(teacher_signal="/new/runs/compare/teacher_signal", lr=0.1, sample_rate=1.0)
+    assert _check(record, newer, inputs, "seed0.json") is record
     with pytest.raises(CompareError, match="another recipe"):
         _check(record, Recipe(teacher_signal="/old/runs/compare/teacher_signal", lr=0.2),
                inputs, "seed0.json")

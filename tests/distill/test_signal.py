@@ -289,31 +289,74 @@ def test_size_and_label_checks_come_before_any_work(world, tmp_path):
     assert not os.path.exists(out) and os.listdir(busy) == ["notes.txt"]
 
 
-def test_interrupted_extraction_leaves_nothing(world, tmp_path, monkeypatch):
-    original = TFRecordShardWriter.write
+def _killed_after(monkeypatch, records):
+    """Make the shard writer fail once `records` records have been written."""
+    import tfmargin.data.tfrecord as tfr
 
-    def failing(self, *args, **kwargs):
-        if self.count == 40:
+    original, calls = tfr.make_example, {"n": 0}
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > records:
             raise RuntimeError("killed")
-        return original(self, *args, **kwargs)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(TFRecordShardWriter, "write", failing)
+    monkeypatch.setattr(tfr, "make_example", failing)
+
+
+def _markers(directory):
+    return sorted(n for n in os.listdir(directory) if n.endswith(".tfrecord.json"))
+
+
+def test_interrupted_extraction_resumes_and_never_shows_a_partial_signal(world, tmp_path,
+                                                                          monkeypatch):
+    n = len(world["keys"])
+    _killed_after(monkeypatch, n // 2)  # 4 shards: the first one or two finish
     fresh = str(tmp_path / "fresh")
     with pytest.raises(RuntimeError):
         extract_teacher_signal(world["teacher_path"], world["rec"], fresh, batch_size=16,
-                               log=None, progress=False)
-    assert os.listdir(tmp_path) == []  # no final directory, no .partial
-    # Over an existing signal: the old one survives intact.
+                               shards=4, flip=True, log=None, progress=False)
+    assert not os.path.exists(fresh)  # no signal, no manifest under the final name
+    done = _markers(fresh + ".partial")
+    assert 1 <= len(done) < 4
+    kept = {m[:-5]: os.stat(os.path.join(fresh + ".partial", m[:-5])) for m in done}
+    monkeypatch.undo()
+    logs = []
+    s = extract_teacher_signal(world["teacher_path"], world["rec"], fresh, batch_size=16,
+                               shards=4, flip=True, log=logs.append, progress=False)
+    assert any(f"{len(done)} of this worker's 4 shards already done" in line for line in logs)
+    for name, st in kept.items():  # finished shards were kept, not embedded again
+        again = os.stat(os.path.join(fresh, name))
+        assert (again.st_ino, again.st_mtime_ns) == (st.st_ino, st.st_mtime_ns)
+    assert not os.path.exists(fresh + ".partial")
+    assert sorted(os.listdir(fresh)) == sorted(
+        ["centers.npy", "dataset.json", "manifest.json"] + [f"train-0000{i}-of-00004.tfrecord"
+                                                            for i in range(4)])
+    records = raw_records(load_teacher_signal(fresh).files)
+    position_of = {k: i for i, k in enumerate(world["keys"])}
+    order = [position_of[r["key"]] for r in records]
+    assert sorted(order) == list(range(n))
+    assert [(r["shard"], r["position"]) for r in records] == [(i % 4, i // 4) for i in order]
+    assert_close(np.stack([r["teacher"] for r in records]), world["emb"][order])
+    assert_close(np.stack([r["teacher_flip"] for r in records]), world["emb_flip"][order])
+    assert s.manifest["centers"] == world["signal"].manifest["centers"]
+
+
+def test_interrupted_re_extraction_keeps_the_old_signal(world, tmp_path, monkeypatch):
     existing = copy_signal(world, "existing")
+    _killed_after(monkeypatch, 40)
     with pytest.raises(RuntimeError):
         extract_teacher_signal(world["teacher_path"], world["rec"], existing, batch_size=16,
                                shards=2, log=None, progress=False)
-    assert not os.path.exists(existing + ".partial")
     assert load_teacher_signal(existing).manifest == world["signal"].manifest
-    # A finished re-extraction replaces it, and leaves no side directories.
+    # Another extraction into the same place starts its own work over, then replaces the old
+    # signal, leaving no side directories.
     monkeypatch.undo()
-    s = extract_teacher_signal(world["teacher"], world["rec"], existing, shards=1, log=None,
-                               progress=False, shuffle=True, seed=1)
+    logs = []
+    s = extract_teacher_signal(world["teacher"], world["rec"], existing, shards=1,
+                               log=logs.append, progress=False, shuffle=True, seed=1)
+    assert any("holds another (or an unfinished older) extraction; starting over" in line
+               for line in logs)
     assert len(load_teacher_signal(existing).files) == 1 and not s.flip
     records = raw_records(s.files)
     permutation = np.random.default_rng(1).permutation(len(world["keys"]))
@@ -323,6 +366,29 @@ def test_interrupted_extraction_leaves_nothing(world, tmp_path, monkeypatch):
     assert sorted(os.listdir(existing)) == sorted(
         ["centers.npy", "dataset.json", "manifest.json", "train-00000-of-00001.tfrecord"])
     assert not any(os.path.exists(existing + x) for x in (".partial", ".old"))
+
+
+def test_workers_share_an_extraction(world, tmp_path):
+    """Two workers embed disjoint shards; only when both are done is there a signal, and it
+    holds what one process writes."""
+    from tfmargin.distill import merge_teacher_signal
+
+    out = str(tmp_path / "shared")
+    common = dict(batch_size=16, shards=3, flip=True, log=None, progress=False)
+    assert extract_teacher_signal(world["teacher_path"], world["rec"], out, num_workers=2,
+                                  worker_index=1, **common) is None
+    assert _markers(out + ".partial") == ["train-00001-of-00003.tfrecord.json"]
+    assert not os.path.exists(out)
+    with pytest.raises(TeacherSignalError, match="2 of 3 shards missing or not verified"):
+        merge_teacher_signal(out, log=None)
+    with pytest.raises(TeacherSignalError, match="worker_index must be in 0..1"):
+        extract_teacher_signal(world["teacher_path"], world["rec"], out, num_workers=2,
+                               worker_index=2, **common)
+    s = extract_teacher_signal(world["teacher_path"], world["rec"], out, num_workers=2,
+                               worker_index=0, **common)  # the last one merges
+    assert [sh["sha256"] for sh in s.manifest["shards"]] == [
+        sh["sha256"] for sh in world["signal"].manifest["shards"]]
+    assert s.manifest["dataset"] == world["signal"].manifest["dataset"]
 
 
 def test_corrupt_image_is_named(world, tmp_path):

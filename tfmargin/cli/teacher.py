@@ -12,6 +12,16 @@ nothing else). --data is a .rec (with its .idx), a directory holding train.rec,
 or identity folders. --flip also stores the embeddings of the mirrored images, so that students
 may train with flip augmentation. Every flag is checked before any image is read; a failure is
 one line naming the flag. Ends with a one-line summary (images, classes, shards, seconds).
+
+Resumable and shared: the work goes into `--output`.partial shard by shard; rerunning the same
+command after a kill keeps every finished shard whose sha256 verifies and embeds the rest.
+Several workers (processes or machines sharing the file system) split the shards:
+
+    python -m tfmargin.cli.teacher ... --num_workers=4 --worker_index=I     # I = 0..3
+    python -m tfmargin.cli.teacher --output=... --merge                     # or: the last one
+
+The last worker to finish writes the manifest once every shard exists and verifies; `--merge`
+does it explicitly (and fails, naming the first missing shard, while any is missing).
 Exit codes: 0 done, 1 failed while working, 2 bad usage (one `error:` line on stderr); a
 missing or malformed input flag exits with 1 as well.
 """
@@ -39,10 +49,16 @@ flags.DEFINE_bool("shuffle", False, "Write the records in a seeded random order 
                   "for identity-sorted .rec files such as MS1M) instead of the dataset's.")
 flags.DEFINE_integer("seed", 0, "Seed of --shuffle.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
+flags.DEFINE_integer("num_workers", 1, "Workers sharing this extraction (each embeds the shards "
+                     "s with s % num_workers == worker_index).", lower_bound=1)
+flags.DEFINE_integer("worker_index", 0, "This worker's index, 0..num_workers-1.", lower_bound=0)
+flags.DEFINE_bool("merge", False, "Only write the manifest of an extraction whose shards are "
+                  "all done (needs --output alone).")
 
 # extract_teacher_signal argument -> the flag that sets it
 _FLAG_OF = {"teacher": "teacher", "source": "data", "output_dir": "output", "centers": "centers",
-            "batch_size": "batch_size", "shards": "shards"}
+            "batch_size": "batch_size", "shards": "shards", "num_workers": "num_workers",
+            "worker_index": "worker_index"}
 
 
 class FlagError(ValueError):  # a bad input flag, found before any work (exit 1)
@@ -52,6 +68,10 @@ class FlagError(ValueError):  # a bad input flag, found before any work (exit 1)
 
 def check_flags():
     """The checks that need no TensorFlow, in flag order; FlagError on the first failure."""
+    if FLAGS.merge:
+        if not FLAGS.output:
+            raise FlagError("output", "is required")
+        return
     for name in ("teacher", "data", "output"):
         if not getattr(FLAGS, name):
             raise FlagError(name, "is required")
@@ -66,6 +86,9 @@ def check_flags():
         raise FlagError("shards", f"must be >= 1, got {FLAGS.shards}")
     if FLAGS.centers not in (None, "class_means") and not os.path.isfile(FLAGS.centers):
         raise FlagError("centers", f"{FLAGS.centers}: no such file")
+    if FLAGS.worker_index >= FLAGS.num_workers:
+        raise FlagError("worker_index", f"must be in 0..{FLAGS.num_workers - 1}, got "
+                        f"{FLAGS.worker_index}")
 
 
 def _describe(error):
@@ -80,12 +103,16 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
     check_flags()
 
-    from tfmargin.distill import extract_teacher_signal
+    from tfmargin.distill import extract_teacher_signal, merge_teacher_signal
 
+    if FLAGS.merge:
+        merge_teacher_signal(FLAGS.output, log=print)
+        return 0
     extract_teacher_signal(  # a TeacherSignalError (exit 1) names the argument at fault
         FLAGS.teacher, FLAGS.data, FLAGS.output, centers=FLAGS.centers, flip=FLAGS.flip,
         batch_size=FLAGS.batch_size, shards=FLAGS.shards, shuffle=FLAGS.shuffle,
-        seed=FLAGS.seed, progress=FLAGS.progress,
+        seed=FLAGS.seed, progress=FLAGS.progress, num_workers=FLAGS.num_workers,
+        worker_index=FLAGS.worker_index,
         log=print)  # its last line is the summary: images, classes, shards, seconds
     return 0
 

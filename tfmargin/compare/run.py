@@ -48,7 +48,12 @@ def run_path(config, arm, seed):
 
 
 def _comparable(recipe, ignored=IGNORED):
-    return {k: v for k, v in recipe.items() if k not in ignored}
+    """A recipe as compared: a field TrainConfig gained after a run was recorded counts at its
+    default (which is what that run used)."""
+    from tfmargin.train.config import TrainConfig
+
+    full = {**TrainConfig().to_dict(), **recipe}
+    return {k: v for k, v in full.items() if k not in ignored}
 
 
 def _digest(*parts):

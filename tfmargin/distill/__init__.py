@@ -14,7 +14,7 @@ tfmargin.heads; the training loop in tfmargin.train.
 
 from tfmargin.distill.aligned import teacher_by_position
 from tfmargin.distill.checksums import dataset_fingerprint, sha256_file, weights_sha256
-from tfmargin.distill.extract import extract_teacher_signal
+from tfmargin.distill.extract import extract_teacher_signal, merge_teacher_signal
 from tfmargin.distill.format import CENTERS, FORMAT, MANIFEST, TeacherSignal, TeacherSignalError
 from tfmargin.distill.load import ensure_teacher_signal, load_teacher_signal
 from tfmargin.distill.margins import mean_teacher_margin
@@ -22,5 +22,6 @@ from tfmargin.distill.teacher import find_backbone, teacher_centers
 
 __all__ = ["CENTERS", "FORMAT", "MANIFEST", "TeacherSignal", "TeacherSignalError",
            "dataset_fingerprint", "ensure_teacher_signal", "extract_teacher_signal",
-           "find_backbone", "load_teacher_signal", "mean_teacher_margin", "sha256_file",
+           "find_backbone", "load_teacher_signal", "mean_teacher_margin", "merge_teacher_signal",
+           "sha256_file",
            "teacher_by_position", "teacher_centers", "weights_sha256"]

@@ -1,18 +1,23 @@
 """Extracting a teacher signal: the teacher's embedding of every training image, written as
-TFRecord shards with the centers and a manifest, all or nothing (format.py)."""
+TFRecord shards with the centers and a manifest (format.py), shard by shard so that a killed
+extraction resumes and several workers share one (shards.py); the manifest comes last."""
 
+import contextlib
 import datetime
+import json
 import math
 import os
+import shutil
 import time
 
 import numpy as np
 
-from tfmargin.atomic import atomic_directory, write_json
+from tfmargin.atomic import atomic_path, replace_directory, write_json
+from tfmargin.distill import shards as shard_io
 from tfmargin.distill.checksums import dataset_fingerprint, sha256_file
 from tfmargin.distill.format import (CENTERS, FORMAT, MANIFEST, MIB, TeacherSignalError, about,
                                      make_signal)
-from tfmargin.distill.reader import check_labels, diagnose, image_batches, open_source
+from tfmargin.distill.reader import check_labels, open_source
 from tfmargin.distill.teacher import Teacher, resolve_centers
 
 SHARD_BYTES = 200 * MIB  # default shard size: the range TensorFlow's guide recommends
@@ -51,7 +56,8 @@ def _class_means(sums, where):
 
 def extract_teacher_signal(teacher, source, output_dir, *, centers=None, flip=False,
                            batch_size=128, shards=None, teacher_path=None, log=print,
-                           progress=True, shuffle=False, seed=0):
+                           progress=True, shuffle=False, seed=0, num_workers=1, worker_index=0,
+                           merge=True):
     """Compute and write a teacher signal; returns it as a TeacherSignal.
 
     teacher: a keras Model or a .keras path: the classifier (inputs image/label[/teacher], as
@@ -72,14 +78,19 @@ def extract_teacher_signal(teacher, source, output_dir, *, centers=None, flip=Fa
         .rec files are sorted by identity, and a streaming shuffle buffer over sorted shards
         sees only a few hundred identities at a time: pass shuffle=True for real data. Each
         record keeps its dataset key either way.
+    num_workers, worker_index: this process embeds the shards s with s % num_workers ==
+        worker_index (workers on several machines share `output_dir` on one file system); the
+        last worker to finish writes the manifest (or `merge_teacher_signal`, --merge).
+    merge: write the manifest when every shard is there (False: embed this worker's shards
+        only); returns None when it did not.
+    Resumable: work goes into `output_dir.partial` shard by shard (shards.py); rerunning the
+    same call keeps every finished shard whose sha256 still verifies and embeds the rest. The
+    manifest is written last, over a complete, verified set, and only then does the signal
+    take `output_dir`'s place.
     Everything is checked before any image is read (embedding size == centers' D, dataset
     classes == centers' C, every label < C, output directory usable); errors are
     TeacherSignalError with one line naming the file, field or record.
     """
-    import tensorflow as tf
-
-    import tfmargin
-
     log = log or (lambda message: None)
     started = time.perf_counter()
     if batch_size < 1:
@@ -120,101 +131,195 @@ def extract_teacher_signal(teacher, source, output_dir, *, centers=None, flip=Fa
     if not 1 <= shards <= n:
         raise TeacherSignalError(f"shards must be in 1..{n} (the number of images), got {shards}",
                                  "shards")
-    teacher_info = t.describe()
+    if not (isinstance(num_workers, int) and num_workers >= 1):
+        raise TeacherSignalError(f"num_workers must be >= 1, got {num_workers!r}", "num_workers")
+    if not (isinstance(worker_index, int) and 0 <= worker_index < num_workers):
+        raise TeacherSignalError(f"worker_index must be in 0..{num_workers - 1}, got "
+                                 f"{worker_index!r}", "worker_index")
+    plan = {
+        "format": FORMAT,
+        "teacher": t.describe(),
+        "dataset": {**fingerprint, "num_images": n, "num_classes": num_classes},
+        "embedding_size": dim, "num_classes": num_classes, "num_images": n,
+        "flip": bool(flip), "shards": shards, "shuffle": {"seed": seed} if shuffle else None,
+        "centers": {"from": centers_from, "means": means},
+        "image_size": t.image_size,
+    }
+    from tfmargin.data.tfrecord import shard_name
+
+    stage = output_dir + PARTIAL
+    _join(stage, plan, None if means else centers, log)
+    order = _order(plan)
     batch_size = min(batch_size, n)  # calls keep one shape: the last batch is padded to it
-    order = (np.random.default_rng(seed).permutation(n) if shuffle
-             else np.arange(n)).astype(np.int64)
+    names = [shard_name("train", i, shards) for i in range(shards)]
+    mine = [i for i in range(shards) if i % num_workers == worker_index]
+    todo = [i for i in mine if shard_io.verified(stage, names[i], len(order[i::shards])) is None]
+    if len(todo) < len(mine):
+        log(f"teacher signal: {len(mine) - len(todo)} of this worker's {len(mine)} shards "
+            "already done and verified; kept")
+    if todo:
+        count = sum(len(order[i::shards]) for i in todo)
+        log(f"teacher signal: embedding {count} images of {src.path}"
+            f"{' (+ flipped)' if flip else ''} with {t.where} into {len(todo)} shard"
+            f"{'s' * (len(todo) != 1)}" + (f" (worker {worker_index} of {num_workers})"
+                                            if num_workers > 1 else ""))
+        from tfmargin.data.progress import Progress
 
-    from tfmargin.data.progress import Progress
-    from tfmargin.data.tfrecord import METADATA, TFRecordShardWriter
+        try:
+            with Progress(count, "teacher signal", enabled=progress) as bar:
+                for i in todo:
+                    shard_io.embed_shard(stage, names[i], src, order[i::shards], t, dim,
+                                         batch_size, flip, progress=bar.update)
+        except BaseException:
+            if not any(n.endswith(".tfrecord.json") for n in os.listdir(stage)):
+                shutil.rmtree(stage, ignore_errors=True)  # nothing finished: nothing to keep
+            raise
+    if not merge:
+        return None
+    return merge_teacher_signal(output_dir, log=log, started=started, wait=num_workers > 1)
 
-    log(f"teacher signal: embedding {n} images of {src.path}{' (+ flipped)' if flip else ''} "
-        f"with {t.where}")
-    norm_min, norm_max = math.inf, 0.0
-    done = 0
-    sums = np.zeros((num_classes, dim)) if means else None
-    # everything goes into output_dir.partial, renamed into place at the end
-    with atomic_directory(output_dir, staging=output_dir + ".partial", create=True) as stage:
-        with TFRecordShardWriter(stage, shards, num_classes=num_classes,
-                                 image_size=t.image_size, source=fingerprint["path"]) as writer, \
-                Progress(n, "teacher signal", enabled=progress) as bar:
-            batches = iter(image_batches(src, order, batch_size, t.image_size, flip))
-            while done < n:
-                try:
-                    data, labels, x = next(batches)
-                except StopIteration:
-                    raise TeacherSignalError(f"{src.path}: ended after {done} of {n} "
-                                             "images", "source") from None
-                except tf.errors.OpError as e:
-                    error = diagnose(src, order[done:done + 2 * batch_size], e)
-                    error.field = "source"
-                    raise error from None
-                b = len(labels)
-                x = x.numpy()
-                rows = x.shape[0]
-                if rows < batch_size * (2 if flip else 1):  # one input shape: no retracing
-                    pad = batch_size * (2 if flip else 1) - rows
-                    x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
-                emb = np.asarray(t.backbone.predict_on_batch(x), np.float32)[:rows]
-                if emb.shape != (rows, dim):
-                    raise TeacherSignalError(f"{t.where}: the backbone returned shape "
-                                             f"{emb.shape} for {rows} images; expected "
-                                             f"({rows}, {dim})", "teacher")
-                finite = np.isfinite(emb).all(axis=1)
-                if not finite.all():
-                    i = order[done + int(np.argmin(finite)) % b]
-                    raise TeacherSignalError(f"{t.where}: NaN or inf embedding of {src.path} "
-                                             f"record {src.key(i)}", "teacher")
-                norms = np.linalg.norm(emb.astype(np.float64), axis=1)
-                norm_min, norm_max = min(norm_min, norms.min()), max(norm_max, norms.max())
-                flipped = emb[b:] if flip else [None] * b
-                labels, data = labels.numpy(), data.numpy()
-                if means:  # unit embeddings, so that every image weighs the same
-                    np.add.at(sums, labels, emb[:b].astype(np.float64)
-                              / np.maximum(norms[:b, None], 1e-12))
-                for j in range(b):
-                    writer.write(data[j], labels[j], src.key(order[done + j]), emb[j],
-                                 flipped[j])
-                done += b
-                bar.update(b)
-        if means:
-            centers = _class_means(sums, src.path)
-        np.save(os.path.join(stage, CENTERS), centers)
-        manifest = {
-            "format": FORMAT,
-            "tfmargin_version": tfmargin.__version__,
-            "created": datetime.datetime.now(datetime.timezone.utc).strftime(
-                "%Y-%m-%dT%H:%M:%SZ"),
-            "teacher": teacher_info,
-            "dataset": {**fingerprint, "num_images": n, "num_classes": num_classes},
-            "embedding_size": dim,
-            "num_classes": num_classes,
-            "num_images": n,
-            "flip": bool(flip),
-            "embeddings": {
-                "dtype": "float32", "as": "the teacher's raw output, not re-normalised",
-                # The MarginDistillation head normalises either way.
-                "normalised": bool(abs(norm_min - 1) < 1e-3 and abs(norm_max - 1) < 1e-3),
-                "norm_min": float(norm_min), "norm_max": float(norm_max),
-                "flip": "teacher_flip holds the embedding of the mirrored image" if flip else None,
-            },
-            "centers": {"file": CENTERS, "sha256": sha256_file(os.path.join(stage, CENTERS)),
-                        "shape": [dim, num_classes], "from": centers_from, "normalised": True},
-            "order": (f"a permutation of the dataset (seed {seed}): its record i is record "
-                      f"i // {shards} of shard i % {shards}; keys name the dataset's records"
-                      if shuffle else f"image i of the dataset is record i // {shards} of "
-                      f"shard i % {shards}"),
-            "shuffle": {"seed": seed} if shuffle else None,
-            "shards": [{"file": name, "records": count,
-                        "sha256": sha256_file(os.path.join(stage, name))}
-                       for name, count in zip(writer.names, writer.counts)],
-            "metadata": {"file": METADATA,
-                         "sha256": sha256_file(os.path.join(stage, METADATA))},
-            "seconds": round(time.perf_counter() - started, 3),
-        }
-        write_json(os.path.join(stage, MANIFEST), manifest)  # last: marks it complete
+
+PARTIAL = ".partial"  # the extraction's working directory beside output_dir
+PLAN = "plan.json"
+MERGING = "merging.lock"
+
+
+def _key(plan):
+    """What must agree for two processes to be writing the same signal."""
+    return {k: v for k, v in plan.items() if k != "created"}
+
+
+def _join(stage, plan, centers, log):
+    """Start the working directory for `plan`, or join the one there (written by an earlier,
+    interrupted run or by another worker of this extraction)."""
+    path = os.path.join(stage, PLAN)
+    there = None
+    if os.path.isdir(stage):
+        try:
+            with open(path) as f:
+                there = json.load(f)
+        except (OSError, ValueError):
+            there = None
+        if there is None or _key(there) != _key(plan):
+            log(f"teacher signal: {stage} holds another (or an unfinished older) extraction; "
+                "starting over")
+            shutil.rmtree(stage)
+            there = None
+    os.makedirs(stage, exist_ok=True)
+    if centers is not None:
+        centers_path = os.path.join(stage, CENTERS)
+        if not os.path.exists(centers_path):
+            with atomic_path(centers_path, suffix=".npy") as tmp:
+                np.save(tmp, centers)
+    if there is None:
+        write_json(path, {**plan, "created": _now()})
+
+
+def _order(plan):
+    n = plan["num_images"]
+    if plan["shuffle"]:
+        return np.random.default_rng(plan["shuffle"]["seed"]).permutation(n).astype(np.int64)
+    return np.arange(n, dtype=np.int64)
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def merge_teacher_signal(output_dir, *, log=print, started=None, wait=False):
+    """Write the manifest of an extraction whose shards all exist and verify, and move it into
+    place as `output_dir` (an earlier signal there is replaced only now); returns the
+    TeacherSignal, or None (`wait`: another worker's shards are still missing, or another
+    process is merging). Without `wait`, missing shards are a TeacherSignalError naming them."""
+    import tfmargin
+    from tfmargin.data.tfrecord import METADATA, shard_name
+
+    output_dir = os.path.abspath(os.fspath(output_dir))
+    stage = output_dir + PARTIAL
+    try:
+        with open(os.path.join(stage, PLAN)) as f:
+            plan = json.load(f)
+    except (OSError, ValueError):
+        raise TeacherSignalError(f"{stage}: no extraction to merge ({PLAN} missing); run the "
+                                 "extraction first", "output_dir") from None
+    shards, n = plan["shards"], plan["num_images"]
+    names = [shard_name("train", i, shards) for i in range(shards)]
+    counts = [len(range(i, n, shards)) for i in range(shards)]
+    markers = [shard_io.verified(stage, name, c) for name, c in zip(names, counts)]
+    missing = [name for name, m in zip(names, markers) if m is None]
+    if missing:
+        if wait:
+            log(f"teacher signal: {len(missing)} of {shards} shards still to come from other "
+                "workers; the last one to finish (or --merge) writes the manifest")
+            return None
+        raise TeacherSignalError(f"{stage}: {len(missing)} of {shards} shards missing or not "
+                                 f"verified (first: {missing[0]}); run the workers first",
+                                 "output_dir")
+    lock = os.path.join(stage, MERGING)
+    try:
+        os.mkdir(lock)  # atomic: one merger
+    except FileExistsError:
+        if wait:
+            log("teacher signal: another worker is writing the manifest")
+            return None
+        shutil.rmtree(lock)  # an explicit merge takes over from one that was killed
+        os.mkdir(lock)
+    dim, num_classes = plan["embedding_size"], plan["num_classes"]
+    if plan["centers"]["means"]:
+        centers = _class_means(shard_io.class_sums(stage, names, num_classes, dim),
+                               plan["dataset"]["path"])
+        with atomic_path(os.path.join(stage, CENTERS), suffix=".npy") as tmp:
+            np.save(tmp, centers)
+    centers = np.load(os.path.join(stage, CENTERS))
+    write_json(os.path.join(stage, METADATA), {
+        "format": "tfmargin-tfrecord-v1", "num_examples": n, "num_classes": num_classes,
+        "image_size": plan["image_size"], "teacher_dim": dim, "teacher_flip": plan["flip"],
+        "shards": names, "counts": counts, "source": plan["dataset"]["path"]})
+    norm_min = min(m["norm_min"] for m in markers)
+    norm_max = max(m["norm_max"] for m in markers)
+    seed = (plan["shuffle"] or {}).get("seed")
+    manifest = {
+        "format": FORMAT,
+        "tfmargin_version": tfmargin.__version__,
+        "created": _now(),
+        "teacher": plan["teacher"],
+        "dataset": plan["dataset"],
+        "embedding_size": dim,
+        "num_classes": num_classes,
+        "num_images": n,
+        "flip": plan["flip"],
+        "embeddings": {
+            "dtype": "float32", "as": "the teacher's raw output, not re-normalised",
+            # The MarginDistillation head normalises either way.
+            "normalised": bool(abs(norm_min - 1) < 1e-3 and abs(norm_max - 1) < 1e-3),
+            "norm_min": float(norm_min), "norm_max": float(norm_max),
+            "flip": "teacher_flip holds the embedding of the mirrored image" if plan["flip"]
+            else None,
+        },
+        "centers": {"file": CENTERS, "sha256": sha256_file(os.path.join(stage, CENTERS)),
+                    "shape": [dim, num_classes], "from": plan["centers"]["from"],
+                    "normalised": True},
+        "order": (f"a permutation of the dataset (seed {seed}): its record i is record "
+                  f"i // {shards} of shard i % {shards}; keys name the dataset's records"
+                  if plan["shuffle"] else f"image i of the dataset is record i // {shards} of "
+                  f"shard i % {shards}"),
+        "shuffle": plan["shuffle"],
+        "shards": [{"file": m["file"], "records": m["records"], "sha256": m["sha256"]}
+                   for m in markers],
+        "metadata": {"file": METADATA, "sha256": sha256_file(os.path.join(stage, METADATA))},
+        "seconds": round(time.perf_counter() - started, 3) if started else None,
+    }
+    write_json(os.path.join(stage, MANIFEST), manifest)  # last: marks it complete
+    replace_directory(stage, output_dir)
+    # the markers, the plan and the lock were the extraction's own bookkeeping; a kill before
+    # this line leaves them beside a complete signal, which nothing reads
+    for path in [shard_io.marker_path(output_dir, name) for name in names] + [
+            os.path.join(output_dir, PLAN)]:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+    shutil.rmtree(os.path.join(output_dir, MERGING), ignore_errors=True)
     log(f"teacher signal: {n} images, {num_classes} classes, {dim}-d"
-        f"{' (+ flipped)' if flip else ''}, {shards} shard{'s' * (shards != 1)}, "
-        f"{manifest['seconds']:.1f} s -> "
-        f"{output_dir}")
+        f"{' (+ flipped)' if plan['flip'] else ''}, {shards} shard{'s' * (shards != 1)}"
+        + (f", {manifest['seconds']:.1f} s" if manifest["seconds"] is not None else "")
+        + f" -> {output_dir}")
     return make_signal(output_dir, manifest, centers)

@@ -19,7 +19,7 @@ TEACHER_HEADS = ("arcface", "cosface", "sphereface")
 SCHEDULES = ("piecewise", "cosine")
 WEIGHT_DECAY_MODES = ("coupled", "decoupled")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("default", "mirrored", "multi_worker")
+STRATEGIES = ("default", "mirrored", "multi_worker", "data_parallel", "model_parallel")
 DISTANCES = ("cos", "l2")
 
 
@@ -165,9 +165,11 @@ def validate(c: TrainConfig, *, check_files=True) -> TrainConfig:
     _one_of(c, "lr_schedule", SCHEDULES)
     _one_of(c, "precision", PRECISIONS)
     _one_of(c, "strategy", STRATEGIES)
-    if c.role == "student" and c.strategy != "default" and not get_method(c.method).replicas:
-        _fail("strategy", f"method {c.method} updates its class centers inside the step and "
-              "runs on one device only: use --strategy=default")
+    if c.role == "student" and c.strategy in ("mirrored", "multi_worker") \
+            and not get_method(c.method).replicas:
+        _fail("strategy", f"method {c.method} updates its class centers inside the step, which "
+              "tf.distribute replicas would each do on their own share: use --strategy=default "
+              "(or data_parallel / model_parallel on JAX, where the step is one program)")
     if not 0.0 < c.sample_rate <= 1.0:
         _fail("sample_rate", f"must be in (0, 1], got {c.sample_rate}")
     if c.sample_rate < 1.0 and c.role == "student" and not get_method(c.method).partial_fc:

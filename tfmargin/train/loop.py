@@ -92,6 +92,12 @@ def _train(config, signal, data, callbacks, log):
         config.num_classes or (signal.num_classes if signal is not None else None)
         or getattr(data, "num_classes", None))
     strategy = strategies.make_strategy(config.strategy)
+    strategies.check_classes(strategy, num_classes)
+    if strategies.is_keras_distribution(strategy):
+        devices = len(strategy.device_mesh.devices.ravel())
+        if config.batch_size % devices:
+            raise ConfigError(f"batch_size: {config.batch_size} does not split over {devices} "
+                              "devices")
     with strategies.scope(strategy):
         if config.role == "teacher":
             built = build_teacher(config, num_classes)
@@ -129,7 +135,7 @@ def _train(config, signal, data, callbacks, log):
         cbs.append(skipped_images_report(stats, log))
     cbs += list(callbacks)
     epochs = config.steps // config.steps_per_epoch
-    with _named_data_errors(config, signal):
+    with _named_data_errors(config, signal), strategies.fit_scope(strategy):
         fit = built.model.fit(data, epochs=epochs, steps_per_epoch=config.steps_per_epoch,
                               shuffle=False, callbacks=cbs, verbose=config.verbose)
     if guard.message:
@@ -162,7 +168,8 @@ def _named_data_errors(config, signal):
 
 def _stream(config, signal, strategy, start_step, num_classes, stats=None):
     n = strategies.replicas(strategy)
-    if strategy is None or (n == 1 and config.strategy != "multi_worker"):
+    if strategy is None or strategies.is_keras_distribution(strategy) or (
+            n == 1 and config.strategy != "multi_worker"):
         return training_data(config, signal, start_step=start_step, num_classes=num_classes,
                              stats=stats)
     if is_npz(config.data):

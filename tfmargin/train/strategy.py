@@ -1,8 +1,20 @@
-"""--strategy=default|mirrored|multi_worker: tf.distribute strategies on the TensorFlow backend.
+"""--strategy: how a run spreads over devices, on the engine of its backend.
 
-`mirrored` replicates the model over this machine's devices (GPUs, or logical CPUs); each
-replica takes batch_size / replicas images. `multi_worker` needs TF_CONFIG describing the
-cluster. Under JAX, only `default` is offered here (JAX spreads work with keras.distribution).
+TensorFlow (tf.distribute):
+  mirrored        replicates the model over this machine's devices (GPUs, or logical CPUs);
+                  each replica takes batch_size / replicas images.
+  multi_worker    MultiWorkerMirroredStrategy over the machines TF_CONFIG describes.
+JAX (keras.distribution):
+  data_parallel   DataParallel over every device: the batch is split, the weights
+                  replicated. Several hosts: set KERAS_DISTRIBUTION_JOB_ADDRESSES,
+                  KERAS_DISTRIBUTION_NUM_PROCESSES and KERAS_DISTRIBUTION_PROCESS_ID on each
+                  (keras.distribution.initialize, i.e. jax.distributed, runs first) and the
+                  devices are every host's.
+  model_parallel  one device mesh axis "batch" over every device: the batch is split along it
+                  and each head's class centers (D, C) are sharded along the class axis on it,
+                  as insightface's arcface_torch shards its FC; the backbone is replicated.
+                  Partial FC then samples per shard (each device its own classes).
+`default` is one device. Under JAX the global batch is fed whole and Keras shards it.
 """
 
 import contextlib
@@ -11,32 +23,97 @@ import keras
 
 from tfmargin.train.config import ConfigError
 
+TF_STRATEGIES = ("mirrored", "multi_worker")
+JAX_STRATEGIES = ("data_parallel", "model_parallel")
+MESH_AXIS = "batch"
+CENTERS = r"(.*/)?centers"  # every head's (D, C) class-center weight (a full match)
 
-def make_strategy(name):
-    """A tf.distribute.Strategy for `name` (None for `default`)."""
+
+def make_strategy(name, devices=None):
+    """A tf.distribute.Strategy or a keras.distribution.Distribution for `name` (None for
+    `default`). `devices`: JAX device strings (default: every device)."""
     if name == "default":
         return None
-    if keras.backend.backend() != "tensorflow":
+    backend = keras.backend.backend()
+    if name in JAX_STRATEGIES:
+        if backend != "jax":
+            raise ConfigError(f"strategy: {name} is keras.distribution on JAX; run with "
+                              f"KERAS_BACKEND=jax (on {backend}: mirrored or multi_worker)")
+        return keras_distribution(name, devices)
+    if name not in TF_STRATEGIES:
+        raise ConfigError(f"strategy: unknown strategy {name!r}")
+    if backend != "tensorflow":
         raise ConfigError(f"strategy: {name} needs KERAS_BACKEND=tensorflow (running on "
-                          f"{keras.backend.backend()})")
+                          f"{backend}: data_parallel or model_parallel)")
     import tensorflow as tf
 
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ConfigError(f"strategy: unknown strategy {name!r}")
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def keras_distribution(name, devices=None):
+    import os
+
+    if int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1")) > 1 and devices is None:
+        # several hosts: jax.distributed from KERAS_DISTRIBUTION_JOB_ADDRESSES /
+        # _NUM_PROCESSES / _PROCESS_ID, once, before any device is listed
+        _initialize_hosts()
+    devices = list(devices or keras.distribution.list_devices())
+    if name == "data_parallel":
+        return keras.distribution.DataParallel(devices=devices)
+    mesh = keras.distribution.DeviceMesh((len(devices),), [MESH_AXIS], devices)
+    layout = keras.distribution.LayoutMap(mesh)
+    layout[CENTERS] = (None, MESH_AXIS)
+    return keras.distribution.ModelParallel(layout_map=layout, batch_dim_name=MESH_AXIS)
+
+
+_hosts = []
+
+
+def _initialize_hosts():
+    if not _hosts:
+        keras.distribution.initialize()
+        _hosts.append(True)
+
+
+def is_keras_distribution(strategy):
+    return isinstance(strategy, (keras.distribution.DataParallel,
+                                 keras.distribution.ModelParallel))
 
 
 def class_shards(name):
     """Blocks of the class axis Partial FC samples from separately: one per device when the
     centers are sharded over devices (model_parallel), else 1."""
-    return 1
+    if name != "model_parallel" or keras.backend.backend() != "jax":
+        return 1
+    return len(keras.distribution.list_devices())
+
+
+def check_classes(strategy, num_classes):
+    """model_parallel splits the class axis evenly over the devices."""
+    if is_keras_distribution(strategy) and isinstance(strategy,
+                                                      keras.distribution.ModelParallel):
+        n = len(strategy.device_mesh.devices.ravel())
+        if num_classes and num_classes % n:
+            raise ConfigError(f"strategy: model_parallel shards the {num_classes} classes over "
+                              f"{n} devices; the class count must be a multiple of {n}")
 
 
 def scope(strategy):
     return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
+def fit_scope(strategy):
+    """keras.distribution shards each batch as fit feeds it: it must be in effect for fit too
+    (a tf.distribute model keeps its strategy by itself)."""
+    if is_keras_distribution(strategy):
+        return strategy.scope()
+    return contextlib.nullcontext()
+
+
 def replicas(strategy):
-    return strategy.num_replicas_in_sync if strategy is not None else 1
+    """Input pipelines' replicas: tf.distribute's; keras.distribution takes the global batch."""
+    if strategy is None or is_keras_distribution(strategy):
+        return 1
+    return strategy.num_replicas_in_sync
