@@ -149,3 +149,69 @@ def test_jax_data_and_model_parallel_on_four_fake_devices(eight_classes):
         assert "batch" in runs["model_parallel"]["spec"]
     assert r["arcface"]["data_parallel"]["shards"] == [[16, 8]]  # replicated
     assert r["arcface"]["data_parallel"]["devices"] == 4
+
+
+WORKER = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    import keras
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        model.compile(optimizer="sgd", loss="mse")
+    x = np.ones((8, 4), np.float32)
+    ds = tf.data.Dataset.from_tensor_slices((x, x[:, :1])).batch(4)
+    try:
+        model.fit(ds, epochs=1, steps_per_epoch=1, verbose=0)
+        print("RESULT" + json.dumps({"error": None}))
+    except Exception as e:
+        print("RESULT" + json.dumps({"error": f"{type(e).__name__}: {e}"[:400]}))
+""")
+
+
+def _free_ports(n):
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_multi_worker_is_refused_with_the_way_out():
+    from tfmargin.train import ConfigError
+    from tfmargin.train.strategy import make_strategy
+
+    with pytest.raises(ConfigError, match="^strategy: multi_worker does not train under Keras "
+                                          r"3\.[0-9.]+ .*KERAS_BACKEND=jax with data_parallel"):
+        make_strategy("multi_worker")
+
+
+@pytest.mark.slow
+def test_keras_still_cannot_fit_under_two_multi_worker_processes():
+    """Why multi_worker is refused, reproduced without tfmargin: two
+    MultiWorkerMirroredStrategy workers on localhost fitting a one-layer Keras model fail in
+    Keras' own fit (its pre-fit build reduces the first distributed batch; past that, its step
+    reduces scalar logs along axis 0). When a Keras upgrade makes this pass,
+    lift the refusal in tfmargin/train/strategy.py and test the real run."""
+    ports = _free_ports(2)
+    procs = []
+    for i in range(2):
+        tf_config = {"cluster": {"worker": [f"localhost:{p}" for p in ports]},
+                     "task": {"type": "worker", "index": i}}
+        env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2",
+               "TF_CONFIG": json.dumps(tf_config)}
+        procs.append(subprocess.Popen([sys.executable, "-c", WORKER], env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=240)
+        assert p.returncode == 0 and "RESULT" in stdout, stderr[-2000:]
+        error = json.loads(stdout.split("RESULT", 1)[1])["error"]
+        # the pre-fit build's reduce of the first distributed batch, or (past it) the step's
+        # reduce of scalar logs along axis 0
+        assert error and ("Attempt to convert a value (PerReplica" in error
+                          or "Invalid reduction dimension 0 for input with 0 dimensions" in error)

@@ -73,9 +73,10 @@ HELP = {
     "test_bins": "Reported verification .bins (evaluated, never used to select).",
     "eval_every": "Evaluate every this many steps.",
     "eval_batch_size": "Batch size of the verification embeddings.",
-    "strategy": "default (one device); TensorFlow: mirrored or multi_worker (tf.distribute); "
-                "JAX: data_parallel or model_parallel (keras.distribution; model_parallel "
-                "shards the class centers over the devices).",
+    "strategy": "default (one device); TensorFlow: mirrored (tf.distribute; multi_worker is "
+                "refused: Keras 3 cannot fit under it); JAX: data_parallel or model_parallel "
+                "(keras.distribution, several hosts too; model_parallel shards the class "
+                "centers over the devices).",
     "exact_resume": "On resume, skip the batches already seen (identical stream; costs a "
                     "decode pass over them) instead of reseeding.",
     "verbose": "Keras fit verbosity (0, 1, 2).",

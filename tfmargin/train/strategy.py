@@ -3,7 +3,9 @@
 TensorFlow (tf.distribute):
   mirrored        replicates the model over this machine's devices (GPUs, or logical CPUs);
                   each replica takes batch_size / replicas images.
-  multi_worker    MultiWorkerMirroredStrategy over the machines TF_CONFIG describes.
+  multi_worker    refused: Keras 3's trainer cannot fit under MultiWorkerMirroredStrategy
+                  across workers (see make_strategy; the test reproduces it). Several
+                  machines: JAX data_parallel / model_parallel.
 JAX (keras.distribution):
   data_parallel   DataParallel over every device: the batch is split, the weights
                   replicated. Several hosts: set KERAS_DISTRIBUTION_JOB_ADDRESSES,
@@ -38,7 +40,7 @@ def make_strategy(name, devices=None):
     if name in JAX_STRATEGIES:
         if backend != "jax":
             raise ConfigError(f"strategy: {name} is keras.distribution on JAX; run with "
-                              f"KERAS_BACKEND=jax (on {backend}: mirrored or multi_worker)")
+                              f"KERAS_BACKEND=jax (on {backend}: mirrored)")
         return keras_distribution(name, devices)
     if name not in TF_STRATEGIES:
         raise ConfigError(f"strategy: unknown strategy {name!r}")
@@ -49,7 +51,18 @@ def make_strategy(name, devices=None):
 
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    # Keras 3's TensorFlow trainer cannot fit under MultiWorkerMirroredStrategy across workers:
+    # its pre-fit build averages the first distributed batch with a cross-worker reduce that
+    # cannot convert it ("Attempt to convert a value (PerReplica..."), and past that its step
+    # averages each scalar log with strategy.reduce(..., axis=0) ("Invalid reduction dimension
+    # 0 for input with 0 dimensions"). Reproduced with two localhost workers and a one-layer
+    # Keras model (tests/train/test_distribute.py); refused here with the way out rather than
+    # failing inside fit.
+    raise ConfigError(f"strategy: multi_worker does not train under Keras {keras.__version__} "
+                      "(its fit cannot reduce values across workers; reproduced with a one-layer "
+                      "model); across machines use KERAS_BACKEND=jax with data_parallel or "
+                      "model_parallel (KERAS_DISTRIBUTION_* variables), on one machine "
+                      "mirrored")
 
 
 def keras_distribution(name, devices=None):
