@@ -16,7 +16,7 @@ if sys.argv[:1] == ["-m"]:  # `python -m benchmarks.run`: quiet before TensorFlo
 
     filter_native_stderr()
 
-_NOT_ROWS = {"common", "run"}  # the shared helpers and the command line
+_NOT_ROWS = {"common", "run", "gpu_step"}  # helpers, the command line, the GPU script
 
 
 def row_modules():

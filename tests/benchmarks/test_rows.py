@@ -58,3 +58,12 @@ def test_partial_fc_row_quick():
     assert d["full"]["peak_rss_bytes"] > d["centers_bytes"]
     # the sampled softmax has the same target logits and a subset of the negatives
     assert 0 < d["sampled"]["loss"] < d["full"]["loss"]
+
+
+def test_teacher_signal_row_quick():
+    """1 and 2 worker processes each end with a manifest over the same shard layout."""
+    record = row_modules()["teacher_signal"].run(quick=True)
+    d = record["details"]
+    assert record["name"] == "teacher_signal" and d["images"] == 24 and d["same_shard_layout"]
+    assert record["value"] > 0 and record["baseline_value"] > 0
+    assert record["ratio"] == pytest.approx(record["value"] / record["baseline_value"])

@@ -90,6 +90,16 @@ JAX_SCRIPT = textwrap.dedent("""
             "max_center_diff": float(np.max(np.abs(v["centers"] - ref["centers"]))),
             "shards": v["shards"], "devices": v["devices"], "spec": v["spec"],
             "loss": v["loss"], "ref_loss": ref["loss"]} for s, v in runs.items()}
+    from tfmargin.train import ConfigError
+    errors = []
+    for changes in ({"strategy": "data_parallel", "batch_size": 6},
+                    {"strategy": "model_parallel", "method": "arcface", "num_classes": 10}):
+        try:
+            train(base.replace(output_dir=base.output_dir + "-refused", **changes))
+        except ConfigError as e:
+            errors.append(str(e))
+    out["errors"] = errors
+    out["refused_wrote_nothing"] = not __import__("os").path.exists(base.output_dir + "-refused")
     print("RESULT" + json.dumps(out))
 """)
 
@@ -138,6 +148,11 @@ def test_jax_data_and_model_parallel_on_four_fake_devices(eight_classes):
                          env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     r = json.loads(out.stdout.split("RESULT", 1)[1])
+    assert r.pop("errors") == [
+        "batch_size: 6 does not split over 4 devices",
+        "strategy: model_parallel shards the 10 classes over 4 devices; the class count must "
+        "be a multiple of 4"]
+    assert r.pop("refused_wrote_nothing")
     for method, runs in r.items():
         for strategy, v in runs.items():
             assert v["max_weight_diff"] <= 1e-4 * max(1.0, v["max_weight"]), (method, strategy, v)
