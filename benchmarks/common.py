@@ -33,6 +33,22 @@ def result(name, *, subject, baseline, value, baseline_value, unit, higher_is_be
     }
 
 
+def proc_status_bytes(field):
+    """A memory field of this process from /proc/self/status (Linux), in bytes: VmRSS (now),
+    VmHWM (the peak)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def reset_peak_rss():
+    """Start this process's peak RSS (VmHWM) over from its current RSS (Linux)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
 def write_result(record, directory):
     """Write bench/results/<name>.json atomically (a killed run leaves the old file intact)."""
     return write_json(os.path.join(directory, f"{record['name']}.json"), record, sort_keys=True)

@@ -27,8 +27,6 @@ QUICK = {"batch": 8, "classes": 64, "backbone": "mobilefacenet", "embedding": 64
 
 
 def _arrays(shape, rng):
-    import numpy as np
-
     b, c, d = shape["batch"], shape["classes"], shape["embedding"]
     return {"image": rng.uniform(-1, 1, (b, 112, 112, 3)).astype("float32"),
             "label": rng.integers(0, c, b).astype("int32"),

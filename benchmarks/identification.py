@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from benchmarks.common import result
+from benchmarks.common import proc_status_bytes, result
 
 NAME = "identification"
 DESCRIPTION = ("1:N identification, 1,000 probes vs 1,000,000 x 512-d distractors: "
@@ -94,14 +94,6 @@ def numpy_baseline(probe, probe_labels, gallery, gallery_labels, distractors, ra
     return {k: float(np.mean(rank <= k)) for k in ranks}
 
 
-def _status(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
 def _child(method, probes, distractors, dim, chunk_size):
     """Runs in a fresh process: build the data, run one method, report time and memory."""
     from tfmargin.evaluate import identification
@@ -113,7 +105,7 @@ def _child(method, probes, distractors, dim, chunk_size):
         # cost of the process, not memory of the search: warm up on the same shapes.
         p, pl, g, gl = make_probe_gallery(probes, dim, seed=SEED + 1)
         identification(p, pl, g, gl, make_distractors(rows, dim, SEED + 1), chunk_size=rows)
-    before = _status("VmRSS")
+    before = proc_status_bytes("VmRSS")
     probe, pl, gallery, gl = make_probe_gallery(probes, dim)
     if method == "stream":
         data = distractor_blocks(distractors, dim)
@@ -125,7 +117,7 @@ def _child(method, probes, distractors, dim, chunk_size):
     else:
         accuracy = identification(probe, pl, gallery, gl, data, RANKS, chunk_size=rows).accuracy
     seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "peak": _status("VmHWM"), "before": before,
+    print(json.dumps({"seconds": seconds, "peak": proc_status_bytes("VmHWM"), "before": before,
                       "accuracy": {str(k): v for k, v in accuracy.items()}}))
 
 

@@ -53,7 +53,7 @@ def _extract(teacher, centers, data, output, workers, shards):
     for p in procs:
         _, err = p.communicate()
         if p.returncode:
-            raise RuntimeError(f"teacher_signal bench: worker failed: "
+            raise RuntimeError("teacher_signal bench: worker failed: "
                                + (err.strip().splitlines() or ["?"])[-1])
     seconds = time.perf_counter() - start
     if not os.path.exists(os.path.join(output, "manifest.json")):

@@ -49,12 +49,13 @@ def test_export_row_quick():
 
 def test_partial_fc_row_quick():
     """Both settings run in their own process; the sampled step computes the sampled share of
-    the classes, and the MarginDistillation margins do not move."""
+    the classes, and the MarginDistillation head's target logits do not move."""
     record = row_modules()["partial_fc"].run(quick=True)
     d = record["details"]
     assert record["name"] == "partial_fc" and record["baseline_value"] == 1.0
     assert record["value"] == pytest.approx(d["full"]["seconds"] / d["sampled"]["seconds"])
-    assert d["sampled"]["sampled_classes"] == 2_000 and d["md_margin_max_abs_difference"] == 0.0
+    assert d["sampled"]["sampled_classes"] == 2_000
+    assert d["md_target_logit_max_abs_difference"] < 1e-4
     assert d["full"]["peak_rss_bytes"] > d["centers_bytes"]
     # the sampled softmax has the same target logits and a subset of the negatives
     assert 0 < d["sampled"]["loss"] < d["full"]["loss"]

@@ -25,14 +25,20 @@ def run_cli(*args):
                           capture_output=True, text=True, env=env, timeout=300)
 
 
+def _noise_dataset(directory, per_class, seed):
+    """A .rec of 3 classes x `per_class` random PNG images; returns (labels, images)."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(3), per_class)
+    images = rng.integers(0, 256, (len(labels), 112, 112, 3), dtype=np.uint8)
+    write_insightface_dataset(str(directory), [(int(lab), encode_png(im))
+                                               for lab, im in zip(labels, images)])
+    return labels, images
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("cli_teacher")
-    rng = np.random.default_rng(5)
-    labels = np.repeat(np.arange(3), 4)
-    images = rng.integers(0, 256, (12, 112, 112, 3), dtype=np.uint8)
-    write_insightface_dataset(str(d / "data"), [(int(lab), encode_png(im))
-                                                for lab, im in zip(labels, images)])
+    labels, images = _noise_dataset(d / "data", 4, seed=5)
     # No header, no property: the class count is unknown and labels go up to 2.
     with RecordIOWriter(str(d / "bare" / "train.rec")) as w:
         for lab, im in zip(labels, images):
@@ -106,11 +112,7 @@ def test_size_and_label_errors_name_the_flag(files):
 def larger(tmp_path_factory, files):
     """96 images in 8 shards: enough steps for a kill to land between them."""
     d = tmp_path_factory.mktemp("cli_teacher_kill")
-    rng = np.random.default_rng(6)
-    labels = np.repeat(np.arange(3), 32)
-    images = rng.integers(0, 256, (96, 112, 112, 3), dtype=np.uint8)
-    write_insightface_dataset(str(d / "data"), [(int(lab), encode_png(im))
-                                                for lab, im in zip(labels, images)])
+    _noise_dataset(d / "data", 32, seed=6)
     args = [f"--teacher={files['teacher']}", f"--data={d / 'data' / 'train.rec'}", "--shards=8",
             "--batch_size=4", "--noprogress"]
     reference = str(d / "reference")

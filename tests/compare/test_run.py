@@ -219,4 +219,19 @@ def test_a_finished_run_survives_a_moved_checkout_but_not_another_recipe(tmp_pat
     assert _prepare_student(here, inputs, print) == (str(student / "backbone.keras"), 5.0)
     logs = []
     assert _prepare_student(here, {**inputs, "held_out": "zzz"}, logs.append) is None
-    assert not student.exists() and "holds another recipe's student" in logs[0]
+    assert "holds another recipe's student" in logs[0]
+    assert os.listdir(student) == ["inputs.json"]  # the new student's ties, before it trains
+    # an older record without its checksums ties to the signal's path as before
+    (student / "backbone.keras").write_bytes(b"weights")
+    (student / "finished.json").write_text(json.dumps(
+        {"recipe": record["recipe"], "train_seconds": 5.0,
+         "backbone_sha256": sha256_file(str(student / "backbone.keras"))}))
+    (student / "inputs.json").unlink()
+    assert _prepare_student(here, inputs, logs.append) is None  # another path: not reused
+    old_place = Recipe(str(student), teacher_signal="/old/runs/compare/teacher_signal", lr=0.1,
+                       verbose=2)
+    (student / "backbone.keras").write_bytes(b"weights")
+    (student / "finished.json").write_text(json.dumps(
+        {"recipe": record["recipe"], "train_seconds": 5.0,
+         "backbone_sha256": sha256_file(str(student / "backbone.keras"))}))
+    assert _prepare_student(old_place, inputs, print) == (str(student / "backbone.keras"), 5.0)

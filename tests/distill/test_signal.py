@@ -349,14 +349,19 @@ def test_interrupted_re_extraction_keeps_the_old_signal(world, tmp_path, monkeyp
         extract_teacher_signal(world["teacher_path"], world["rec"], existing, batch_size=16,
                                shards=2, log=None, progress=False)
     assert load_teacher_signal(existing).manifest == world["signal"].manifest
-    # Another extraction into the same place starts its own work over, then replaces the old
-    # signal, leaving no side directories.
+    # Another extraction into the same place is refused while the unfinished one is there
+    # (it may be other workers' work), naming what differs; once it is removed, the new one
+    # replaces the old signal, leaving no side directories.
     monkeypatch.undo()
-    logs = []
+    with pytest.raises(TeacherSignalError) as e:
+        extract_teacher_signal(world["teacher"], world["rec"], existing, shards=1,
+                               log=None, progress=False, shuffle=True, seed=1)
+    one_line(e, existing + ".partial", "other centers, shards, shuffle, teacher",
+             "remove it to start over")
+    assert load_teacher_signal(existing).manifest == world["signal"].manifest
+    shutil.rmtree(existing + ".partial")
     s = extract_teacher_signal(world["teacher"], world["rec"], existing, shards=1,
-                               log=logs.append, progress=False, shuffle=True, seed=1)
-    assert any("holds another (or an unfinished older) extraction; starting over" in line
-               for line in logs)
+                               log=None, progress=False, shuffle=True, seed=1)
     assert len(load_teacher_signal(existing).files) == 1 and not s.flip
     records = raw_records(s.files)
     permutation = np.random.default_rng(1).permutation(len(world["keys"]))

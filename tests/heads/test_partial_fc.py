@@ -155,3 +155,26 @@ def test_sampled_students_train_save_and_load(tmp_path, rng):
         inner = again.get_layer(head.name)
         assert inner.sample_rate == 0.5 and inner.samples
         np.testing.assert_allclose(_np(inner.centers), _np(head.centers))
+
+
+def test_every_class_of_a_batch_of_unknown_size_is_kept():
+    """TensorFlow fed numpy arrays or a PyDataset traces the batch size as None: the sample
+    still grows to hold every class of the batch (16 of them here, where the rate alone gives
+    5 of 100)."""
+    if keras.backend.backend() != "tensorflow":
+        return  # JAX traces every shape: the batch is always known (the tests above)
+    import tensorflow as tf
+
+    head = ArcFace(100, scale=16.0, sample_rate=0.05, sample_seed=0)
+    head.build([(None, 8), (None,)])
+    spec = [tf.TensorSpec([None, 8]), tf.TensorSpec([None], tf.int32)]
+
+    @tf.function(input_signature=spec)
+    def step(emb, labels):
+        index, columns = head.sample(labels, tf.shape(labels)[0])
+        return index, columns, head([emb, labels], training=True)
+
+    labels = (np.arange(16) * 6).astype("int32")
+    index, columns, out = step(np.ones((16, 8), "float32"), labels)
+    np.testing.assert_array_equal(_np(index)[_np(columns)], labels)
+    assert tuple(out.shape) == (16, 17)

@@ -131,24 +131,37 @@ def _md_mean(config, signal, inputs, log):
     return margin
 
 
+TIES = "inputs.json"  # beside a student: the checksums it trains on (moved checkouts resume)
+
+
+def _same_student(recorded, recipe, recorded_ties, ties):
+    """A student directory's recipe is this one: with its inputs' checksums recorded, wherever
+    the teacher signal lies now; without them (older runs), at the same signal path too."""
+    if recorded_ties is not None:
+        return recorded_ties == ties and _comparable(recorded, RECORD_IGNORED) == _comparable(
+            recipe.to_dict(), RECORD_IGNORED)
+    return _comparable(recorded) == _comparable(recipe.to_dict())
+
+
 def _prepare_student(recipe, ties, log):
     """(backbone path, training seconds) of a student whose training finished earlier, else
     None; a directory holding another recipe's student is cleared first."""
     out = recipe.output_dir
     done = _read_json(os.path.join(out, "finished.json"))
     backbone = os.path.join(out, "backbone.keras")
-    same = _comparable(recipe.to_dict(), RECORD_IGNORED)
-    if done and _comparable(done.get("recipe", {}), RECORD_IGNORED) == same \
-            and done.get("inputs", ties) == ties and os.path.isfile(backbone):
+    if done and _same_student(done.get("recipe", {}), recipe, done.get("inputs"), ties) \
+            and os.path.isfile(backbone):
         from tfmargin.distill import sha256_file
 
         if sha256_file(backbone) == done.get("backbone_sha256"):
             return backbone, done.get("train_seconds", 0.0)
     started = _read_json(os.path.join(out, "config.json"))
-    if os.path.isdir(out) and (started is None
-                               or _comparable(started, RECORD_IGNORED) != same):
+    if os.path.isdir(out) and (started is None or not _same_student(
+            started, recipe, _read_json(os.path.join(out, TIES)), ties)):
         log(f"[compare] {out}: holds another recipe's student; starting it over")
         shutil.rmtree(out)
+    if not os.path.isdir(out):
+        write_json(os.path.join(out, TIES), ties)
     return None
 
 

@@ -4,6 +4,7 @@ extraction resumes and several workers share one (shards.py); the manifest comes
 
 import contextlib
 import datetime
+import hashlib
 import json
 import math
 import os
@@ -142,13 +143,15 @@ def extract_teacher_signal(teacher, source, output_dir, *, centers=None, flip=Fa
         "dataset": {**fingerprint, "num_images": n, "num_classes": num_classes},
         "embedding_size": dim, "num_classes": num_classes, "num_images": n,
         "flip": bool(flip), "shards": shards, "shuffle": {"seed": seed} if shuffle else None,
-        "centers": {"from": centers_from, "means": means},
+        "centers": {"from": centers_from, "means": means,
+                    "sha256": None if means else hashlib.sha256(np.ascontiguousarray(
+                        centers, np.float32).tobytes()).hexdigest()},
         "image_size": t.image_size,
     }
     from tfmargin.data.tfrecord import shard_name
 
     stage = output_dir + PARTIAL
-    _join(stage, plan, None if means else centers, log)
+    created = _join(stage, plan, None if means else centers)
     order = _order(plan)
     batch_size = min(batch_size, n)  # calls keep one shape: the last batch is padded to it
     names = [shard_name("train", i, shards) for i in range(shards)]
@@ -171,8 +174,10 @@ def extract_teacher_signal(teacher, source, output_dir, *, centers=None, flip=Fa
                     shard_io.embed_shard(stage, names[i], src, order[i::shards], t, dim,
                                          batch_size, flip, progress=bar.update)
         except BaseException:
-            if not any(n.endswith(".tfrecord.json") for n in os.listdir(stage)):
-                shutil.rmtree(stage, ignore_errors=True)  # nothing finished: nothing to keep
+            # alone, and nothing finished: nothing to keep (never another worker's stage)
+            if created and num_workers == 1 and not any(
+                    n.endswith(".tfrecord.json") for n in os.listdir(stage)):
+                shutil.rmtree(stage, ignore_errors=True)
             raise
     if not merge:
         return None
@@ -185,34 +190,45 @@ MERGING = "merging.lock"
 
 
 def _key(plan):
-    """What must agree for two processes to be writing the same signal."""
-    return {k: v for k, v in plan.items() if k != "created"}
+    """What must agree for two processes to be writing the same signal: checksums, sizes and
+    options, not where the files lie (another worker may mount them elsewhere)."""
+    key = {k: v for k, v in plan.items() if k != "created"}
+    for part in ("teacher", "dataset"):
+        key[part] = {k: v for k, v in plan[part].items() if k != "path"}
+    return key
 
 
-def _join(stage, plan, centers, log):
-    """Start the working directory for `plan`, or join the one there (written by an earlier,
-    interrupted run or by another worker of this extraction)."""
-    path = os.path.join(stage, PLAN)
-    there = None
-    if os.path.isdir(stage):
+def _join(stage, plan, centers):
+    """Create the working directory for `plan` (whole, by one rename: a worker arriving at the
+    same moment either sees it complete or makes its own and loses the rename), or join the
+    one there, written by an interrupted run or by another worker of this extraction. Returns
+    whether this process created it. A working directory of other settings is refused, never
+    cleared: it may be other workers' hours of work."""
+    if not os.path.isdir(stage):
+        init = f"{stage}.init-{os.getpid()}"
+        shutil.rmtree(init, ignore_errors=True)
+        os.makedirs(init)
+        if centers is not None:
+            np.save(os.path.join(init, CENTERS), centers)
+        write_json(os.path.join(init, PLAN), {**plan, "created": _now()})
         try:
-            with open(path) as f:
-                there = json.load(f)
-        except (OSError, ValueError):
-            there = None
-        if there is None or _key(there) != _key(plan):
-            log(f"teacher signal: {stage} holds another (or an unfinished older) extraction; "
-                "starting over")
-            shutil.rmtree(stage)
-            there = None
-    os.makedirs(stage, exist_ok=True)
-    if centers is not None:
-        centers_path = os.path.join(stage, CENTERS)
-        if not os.path.exists(centers_path):
-            with atomic_path(centers_path, suffix=".npy") as tmp:
-                np.save(tmp, centers)
-    if there is None:
-        write_json(path, {**plan, "created": _now()})
+            os.rename(init, stage)
+            return True
+        except OSError:  # another worker's rename came first
+            shutil.rmtree(init, ignore_errors=True)
+    try:
+        with open(os.path.join(stage, PLAN)) as f:
+            there = json.load(f)
+    except (OSError, ValueError):
+        raise TeacherSignalError(f"{stage}: an unfinished extraction without its {PLAN} (an "
+                                 "older tfmargin's?); remove it to start over",
+                                 "output_dir") from None
+    if _key(there) != _key(plan):
+        differ = sorted(k for k in _key(plan) if _key(plan)[k] != _key(there).get(k))
+        raise TeacherSignalError(f"{stage}: holds an unfinished extraction with other "
+                                 f"{', '.join(differ)}; finish it with its own command, or "
+                                 "remove it to start over", "output_dir")
+    return False
 
 
 def _order(plan):
@@ -231,8 +247,7 @@ def merge_teacher_signal(output_dir, *, log=print, started=None, wait=False):
     place as `output_dir` (an earlier signal there is replaced only now); returns the
     TeacherSignal, or None (`wait`: another worker's shards are still missing, or another
     process is merging). Without `wait`, missing shards are a TeacherSignalError naming them."""
-    import tfmargin
-    from tfmargin.data.tfrecord import METADATA, shard_name
+    from tfmargin.data.tfrecord import shard_name
 
     output_dir = os.path.abspath(os.fspath(output_dir))
     stage = output_dir + PARTIAL
@@ -264,6 +279,21 @@ def merge_teacher_signal(output_dir, *, log=print, started=None, wait=False):
             return None
         shutil.rmtree(lock)  # an explicit merge takes over from one that was killed
         os.mkdir(lock)
+    try:
+        return _merge(stage, output_dir, plan, names, counts, markers, started, log)
+    finally:
+        shutil.rmtree(lock, ignore_errors=True)  # gone with the stage on success
+
+
+def _merge(stage, output_dir, plan, names, counts, markers, started, log):
+    import tfmargin
+    from tfmargin.data.tfrecord import METADATA
+
+    n, shards = plan["num_images"], plan["shards"]
+    for stray in os.listdir(stage):  # a killed worker's unfinished shard
+        if ".tfrecord.tmp-" in stray:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(stage, stray))
     dim, num_classes = plan["embedding_size"], plan["num_classes"]
     if plan["centers"]["means"]:
         centers = _class_means(shard_io.class_sums(stage, names, num_classes, dim),

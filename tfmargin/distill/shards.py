@@ -48,7 +48,7 @@ def embed_shard(stage, name, src, order, teacher, dim, batch_size, flip, progres
     """Embed the images at `order` with `teacher` and write them as shard `name` of `stage`
     (file, then marker); returns the marker. `progress(images)` after each batch."""
     n = len(order)
-    tmp = os.path.join(stage, name + ".tmp")
+    tmp = os.path.join(stage, f"{name}.tmp-{os.getpid()}")  # two copies of one worker apart
     stats = {}
     rows_per_call = batch_size * (2 if flip else 1)
     try:
@@ -79,7 +79,7 @@ def _write(tmp, src, order, teacher, dim, batch_size, flip, progress, rows_per_c
                 data, labels, x = next(batches)
             except StopIteration:
                 raise TeacherSignalError(f"{src.path}: ended after {done} of {n} images of "
-                                         f"shard {os.path.basename(tmp)[:-4]}", "source") from None
+                                         f"shard {os.path.basename(tmp).split('.tmp-')[0]}", "source") from None
             except tf.errors.OpError as e:
                 error = diagnose(src, order[done:done + 2 * batch_size], e)
                 error.field = "source"

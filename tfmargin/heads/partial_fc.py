@@ -76,7 +76,9 @@ class PartialFC:
             cos = margins.cosine_logits(embeddings, self.centers)
             return self.logits_from_cosines(cos, inputs, margin_fraction)
         if training:
-            index, columns = self.sample(labels, embeddings.shape[0])
+            batch = embeddings.shape[0]  # None when TensorFlow traces an unknown batch size
+            index, columns = self.sample(labels, ops.shape(labels)[0] if batch is None
+                                         else batch)
             cos = margins.cosine_logits(embeddings, ops.take(self.centers, index, axis=1))
         else:  # validation and evaluation: every class
             columns = labels

@@ -20,13 +20,15 @@ MASKED_LOGIT = -1e9
 
 
 def per_shard(num_classes, sample_rate, shards=1, batch=None):
-    """Columns each block contributes: sample_rate of its classes, and at least the batch size
-    (when known) so that every positive of a batch fits, at most the whole block."""
+    """Columns each block contributes: sample_rate of its classes and at least the batch size,
+    so that every class of a batch fits, at most the whole block. `batch` is a Python int when
+    the batch size is known while tracing (always under JAX), else a scalar tensor (TensorFlow
+    fed a batch of unknown size): then so is the result."""
     block = num_classes // shards
-    k = math.ceil(sample_rate * block)
-    if batch:
-        k = max(k, int(batch))
-    return max(1, min(k, block))
+    k = max(1, min(math.ceil(sample_rate * block), block))
+    if batch is None or isinstance(batch, int):
+        return k if batch is None else max(1, min(max(k, int(batch)), block))
+    return ops.minimum(ops.maximum(k, ops.cast(batch, "int32")), block)
 
 
 def sample_classes(labels, num_classes, num_sampled, seed=None, shards=1):
@@ -35,7 +37,7 @@ def sample_classes(labels, num_classes, num_sampled, seed=None, shards=1):
 
     num_sampled must be a multiple of `shards`, num_classes too; every label is in `index` as
     long as no block holds more distinct labels than num_sampled / shards."""
-    if num_classes % shards or num_sampled % shards:
+    if num_classes % shards or (isinstance(num_sampled, int) and num_sampled % shards):
         raise ValueError(f"sample_classes: {num_classes} classes and {num_sampled} samples must "
                          f"both split into {shards} shards")
     block, per = num_classes // shards, num_sampled // shards

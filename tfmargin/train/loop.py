@@ -94,6 +94,9 @@ def _train(config, signal, data, callbacks, log):
     strategy = strategies.make_strategy(config.strategy)
     strategies.check_classes(strategy, num_classes)
     if strategies.is_keras_distribution(strategy):
+        if data is None and is_npz(config.data) and strategies.hosts() > 1:
+            raise ConfigError("data: an .npz feed serves one host; with several, give a .rec or "
+                              "TFRecord source (each host then reads its own share)")
         devices = len(strategy.device_mesh.devices.ravel())
         if config.batch_size % devices:
             raise ConfigError(f"batch_size: {config.batch_size} does not split over {devices} "

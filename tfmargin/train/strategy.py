@@ -90,6 +90,15 @@ def _initialize_hosts():
         _hosts.append(True)
 
 
+def hosts():
+    """Processes of this JAX run (1 unless keras.distribution.initialize joined several)."""
+    if keras.backend.backend() != "jax":
+        return 1
+    import jax
+
+    return jax.process_count()
+
+
 def is_keras_distribution(strategy):
     return isinstance(strategy, (keras.distribution.DataParallel,
                                  keras.distribution.ModelParallel))
