@@ -66,7 +66,8 @@ JAX_SCRIPT = textwrap.dedent("""
     base = TrainConfig(**json.loads(sys.argv[1]))
     out = {}
     for method, strategies in (("arcface", ("default", "data_parallel", "model_parallel")),
-                               ("margin_distillation", ("default", "model_parallel"))):
+                               ("margin_distillation", ("default", "model_parallel")),
+                               ("adadistill", ("default", "model_parallel"))):
         runs = {}
         for strategy in strategies:
             config = base.replace(method=method, strategy=strategy,
@@ -131,8 +132,9 @@ def eight_classes(tmp_path_factory):
 
 def test_jax_data_and_model_parallel_on_four_fake_devices(eight_classes):
     """keras.distribution on 4 XLA host devices (a subprocess: the device count is fixed when
-    JAX starts): 3 steps of ArcFace and of MarginDistillation give the single device's weights,
-    and under model_parallel the class centers are really split 4 ways along the class axis."""
+    JAX starts): 3 steps of ArcFace, of MarginDistillation and of AdaDistill (whose centers
+    move inside the step) give the single device's weights, and under model_parallel the class
+    centers are really split 4 ways along the class axis."""
     root, signal = eight_classes
     from tests.train import tiny
     from tfmargin.train import TrainConfig
