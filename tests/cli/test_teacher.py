@@ -176,7 +176,7 @@ def test_sigkill_at_random_points_resumes_shard_by_shard(larger):
             assert (now.st_ino, now.st_mtime_ns) == (st.st_ino, st.st_mtime_ns), name
         if os.path.exists(os.path.join(out, "manifest.json")):
             break
-    r = run_cli(*args)  # finish (or, when done already, extract once more)
+    r = run_cli(*args)  # finish (or, when done already, find it done)
     assert r.returncode == 0, r.stderr
     _same_signal(out, larger["reference"])
     assert not os.path.exists(stage)

@@ -485,3 +485,22 @@ def test_find_backbone_in_other_layouts():
     with pytest.raises(TeacherSignalError) as e:
         find_backbone(headless)
     one_line(e, "cannot find the embedding backbone")
+
+
+def test_rerunning_a_finished_extraction_changes_nothing(world, tmp_path):
+    """The same call again finds its own verified signal and keeps it, file for file; another
+    call (other shards) extracts anew."""
+    out = str(tmp_path / "again")
+    common = dict(batch_size=16, flip=True, log=None, progress=False)
+    extract_teacher_signal(world["teacher_path"], world["rec"], out, shards=3, **common)
+    before = {n: os.stat(os.path.join(out, n)) for n in os.listdir(out)}
+    logs = []
+    s = extract_teacher_signal(world["teacher_path"], world["rec"], out, shards=3,
+                               **{**common, "log": logs.append})
+    assert any("already holds this extraction, verified; kept" in line for line in logs)
+    after = {n: os.stat(os.path.join(out, n)) for n in os.listdir(out)}
+    assert {n: (st.st_ino, st.st_mtime_ns) for n, st in after.items()} == {
+        n: (st.st_ino, st.st_mtime_ns) for n, st in before.items()}
+    assert s.manifest["shards"] == load_teacher_signal(out).manifest["shards"]
+    s2 = extract_teacher_signal(world["teacher_path"], world["rec"], out, shards=2, **common)
+    assert len(s2.files) == 2

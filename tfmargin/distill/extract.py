@@ -151,6 +151,10 @@ def extract_teacher_signal(teacher, source, output_dir, *, centers=None, flip=Fa
     from tfmargin.data.tfrecord import shard_name
 
     stage = output_dir + PARTIAL
+    done = None if os.path.isdir(stage) else _complete(output_dir, plan)
+    if done is not None:  # this very extraction finished before: a rerun changes nothing
+        log(f"teacher signal: {output_dir} already holds this extraction, verified; kept")
+        return done
     created = _join(stage, plan, None if means else centers)
     order = _order(plan)
     batch_size = min(batch_size, n)  # calls keep one shape: the last batch is padded to it
@@ -229,6 +233,19 @@ def _join(stage, plan, centers):
                                  f"{', '.join(differ)}; finish it with its own command, or "
                                  "remove it to start over", "output_dir")
     return False
+
+
+def _complete(output_dir, plan):
+    """The signal at `output_dir` when it is this plan's, complete and intact, else None."""
+    from tfmargin.distill.load import load_teacher_signal
+
+    try:
+        with open(os.path.join(output_dir, MANIFEST)) as f:
+            if json.load(f).get("plan") != _key(plan):
+                return None
+        return load_teacher_signal(output_dir)  # re-hashes every shard and the centers
+    except (OSError, ValueError, TeacherSignalError):
+        return None
 
 
 def _order(plan):
@@ -338,6 +355,7 @@ def _merge(stage, output_dir, plan, names, counts, markers, started, log):
                    for m in markers],
         "metadata": {"file": METADATA, "sha256": sha256_file(os.path.join(stage, METADATA))},
         "seconds": round(time.perf_counter() - started, 3) if started else None,
+        "plan": _key(plan),  # what a rerun of the same extraction finds done
     }
     write_json(os.path.join(stage, MANIFEST), manifest)  # last: marks it complete
     replace_directory(stage, output_dir)
