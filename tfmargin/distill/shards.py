@@ -49,15 +49,13 @@ def embed_shard(stage, name, src, order, teacher, dim, batch_size, flip, progres
     (file, then marker); returns the marker. `progress(images)` after each batch."""
     n = len(order)
     tmp = os.path.join(stage, f"{name}.tmp-{os.getpid()}")  # two copies of one worker apart
-    stats = {}
-    rows_per_call = batch_size * (2 if flip else 1)
     try:
-        _write(tmp, src, order, teacher, dim, batch_size, flip, progress, rows_per_call, stats)
+        norm_min, norm_max, max_label = _write(tmp, src, order, teacher, dim, batch_size, flip,
+                                               progress)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)  # a failed shard leaves nothing of itself
         raise
-    norm_min, norm_max, max_label = stats["norm_min"], stats["norm_max"], stats["max_label"]
     os.replace(tmp, os.path.join(stage, name))
     marker = {"file": name, "records": n, "sha256": sha256_file(os.path.join(stage, name)),
               "norm_min": float(norm_min), "norm_max": float(norm_max), "max_label": max_label}
@@ -65,13 +63,16 @@ def embed_shard(stage, name, src, order, teacher, dim, batch_size, flip, progres
     return marker
 
 
-def _write(tmp, src, order, teacher, dim, batch_size, flip, progress, rows_per_call, stats):
+def _write(tmp, src, order, teacher, dim, batch_size, flip, progress):
+    """Write the shard's records to `tmp`; returns (smallest and largest embedding norm,
+    largest label)."""
     import tensorflow as tf
 
     from tfmargin.data.tfrecord import make_example
 
     n = len(order)
     norm_min, norm_max, max_label, done = math.inf, 0.0, -1, 0
+    rows_per_call = batch_size * (2 if flip else 1)
     with tf.io.TFRecordWriter(tmp) as writer:
         batches = iter(image_batches(src, order, batch_size, teacher.image_size, flip))
         while done < n:
@@ -108,7 +109,7 @@ def _write(tmp, src, order, teacher, dim, batch_size, flip, progress, rows_per_c
             done += b
             if progress is not None:
                 progress(b)
-    stats.update(norm_min=norm_min, norm_max=norm_max, max_label=max_label)
+    return norm_min, norm_max, max_label
 
 
 def class_sums(stage, names, num_classes, dim):

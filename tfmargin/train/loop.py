@@ -92,15 +92,10 @@ def _train(config, signal, data, callbacks, log):
         config.num_classes or (signal.num_classes if signal is not None else None)
         or getattr(data, "num_classes", None))
     strategy = strategies.make_strategy(config.strategy)
-    strategies.check_classes(strategy, num_classes)
-    if strategies.is_keras_distribution(strategy):
-        if data is None and is_npz(config.data) and strategies.hosts() > 1:
-            raise ConfigError("data: an .npz feed serves one host; with several, give a .rec or "
-                              "TFRecord source (each host then reads its own share)")
-        devices = len(strategy.device_mesh.devices.ravel())
-        if config.batch_size % devices:
-            raise ConfigError(f"batch_size: {config.batch_size} does not split over {devices} "
-                              "devices")
+    strategies.check_fits(strategy, num_classes, config.batch_size)
+    if data is None and is_npz(config.data) and strategies.hosts() > 1:
+        raise ConfigError("data: an .npz feed serves one host; with several, give a .rec or "
+                          "TFRecord source (each host then reads its own share)")
     with strategies.scope(strategy):
         if config.role == "teacher":
             built = build_teacher(config, num_classes)
@@ -171,8 +166,7 @@ def _named_data_errors(config, signal):
 
 def _stream(config, signal, strategy, start_step, num_classes, stats=None):
     n = strategies.replicas(strategy)
-    if strategy is None or strategies.is_keras_distribution(strategy) or (
-            n == 1 and config.strategy != "multi_worker"):
+    if n == 1:  # one device, or keras.distribution (it takes the global batch)
         return training_data(config, signal, start_step=start_step, num_classes=num_classes,
                              stats=stats)
     if is_npz(config.data):

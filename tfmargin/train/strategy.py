@@ -20,6 +20,7 @@ JAX (keras.distribution):
 """
 
 import contextlib
+import functools
 
 import keras
 
@@ -81,13 +82,9 @@ def keras_distribution(name, devices=None):
     return keras.distribution.ModelParallel(layout_map=layout, batch_dim_name=MESH_AXIS)
 
 
-_hosts = []
-
-
+@functools.cache
 def _initialize_hosts():
-    if not _hosts:
-        keras.distribution.initialize()
-        _hosts.append(True)
+    keras.distribution.initialize()  # once per process
 
 
 def hosts():
@@ -112,14 +109,18 @@ def class_shards(name):
     return len(keras.distribution.list_devices())
 
 
-def check_classes(strategy, num_classes):
-    """model_parallel splits the class axis evenly over the devices."""
-    if is_keras_distribution(strategy) and isinstance(strategy,
-                                                      keras.distribution.ModelParallel):
-        n = len(strategy.device_mesh.devices.ravel())
-        if num_classes and num_classes % n:
-            raise ConfigError(f"strategy: model_parallel shards the {num_classes} classes over "
-                              f"{n} devices; the class count must be a multiple of {n}")
+def check_fits(strategy, num_classes, batch_size):
+    """keras.distribution splits the batch evenly over the devices, and model_parallel the
+    class axis too."""
+    if not is_keras_distribution(strategy):
+        return
+    n = len(strategy.device_mesh.devices.ravel())
+    if isinstance(strategy, keras.distribution.ModelParallel) and num_classes \
+            and num_classes % n:
+        raise ConfigError(f"strategy: model_parallel shards the {num_classes} classes over "
+                          f"{n} devices; the class count must be a multiple of {n}")
+    if batch_size % n:
+        raise ConfigError(f"batch_size: {batch_size} does not split over {n} devices")
 
 
 def scope(strategy):
