@@ -1,12 +1,16 @@
-import pytest
 """MirroredStrategy over two logical CPU devices (in a subprocess: logical devices must be set
 before TensorFlow starts, and must not leak into other tests)."""
 
+import csv
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import time
+
+import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -168,7 +172,7 @@ def test_jax_data_and_model_parallel_on_four_fake_devices(eight_classes):
     assert r["arcface"]["data_parallel"]["devices"] == 4
 
 
-WORKER = textwrap.dedent("""
+KERAS_FIT = textwrap.dedent("""
     import json, sys
     import numpy as np
     import tensorflow as tf
@@ -187,6 +191,34 @@ WORKER = textwrap.dedent("""
 """)
 
 
+MW_WORKER = textwrap.dedent("""
+    import json, sys, time, hashlib
+    import numpy as np
+    import keras
+    from tests.train import tiny
+    tiny.register()
+    from tfmargin.train import TrainConfig, train, load_signal
+    from tfmargin.train.loop import training_stream
+    config, dump = TrainConfig(**json.loads(sys.argv[1])), sys.argv[2]
+
+    class Slow(keras.callbacks.Callback):  # time for the test to kill a worker mid-run
+        def on_epoch_end(self, epoch, logs=None):
+            time.sleep(float(sys.argv[3]))
+
+    r = train(config, callbacks=[Slow()])
+    # what this worker's input pipeline reads: the stream train() built, from the start
+    batches = iter(training_stream(config, load_signal(config), r.strategy, num_classes=14))
+    seen = []
+    for _ in range(3):
+        for images in r.strategy.experimental_local_results(next(batches)[0]["image"]):
+            seen += [hashlib.sha1(im.tobytes()).hexdigest() for im in images.numpy()]
+    np.savez(dump, *r.backbone.get_weights(), *r.head.get_weights())
+    print("RESULT" + json.dumps({"start_step": r.start_step, "seen": seen,
+                                 "iterations": int(r.model.optimizer.iterations.numpy()),
+                                 "loss": r.history["loss"], "paths": r.paths}))
+""")
+
+
 def _free_ports(n):
     import socket
 
@@ -199,22 +231,148 @@ def _free_ports(n):
     return ports
 
 
-def test_multi_worker_is_refused_with_the_way_out():
-    from tfmargin.train import ConfigError
-    from tfmargin.train.strategy import make_strategy
+def _start_workers(config, dumps, pause):
+    ports = _free_ports(2)
+    procs = []
+    for i in range(2):
+        tf_config = {"cluster": {"worker": [f"localhost:{p}" for p in ports]},
+                     "task": {"type": "worker", "index": i}}
+        env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2",
+               "TF_CONFIG": json.dumps(tf_config), "PYTHONPATH": ROOT}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-c", MW_WORKER, json.dumps(config), str(dumps[i]), str(pause)],
+            cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    return procs
 
-    with pytest.raises(ConfigError, match="^strategy: multi_worker does not train under Keras "
-                                          r"3\.[0-9.]+ .*KERAS_BACKEND=jax with data_parallel"):
-        make_strategy("multi_worker")
+
+def _results(procs):
+    out = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=300)
+        assert p.returncode == 0 and "RESULT" in stdout, stderr[-3000:]
+        out.append(json.loads(stdout.split("RESULT", 1)[1]))
+    return out
+
+
+def _weights(path):
+    with np.load(path) as z:
+        return [z[f"arr_{i}"] for i in range(len(z.files))]
 
 
 @pytest.mark.slow
-def test_keras_still_cannot_fit_under_two_multi_worker_processes():
-    """Why multi_worker is refused, reproduced without tfmargin: two
-    MultiWorkerMirroredStrategy workers on localhost fitting a one-layer Keras model fail in
-    Keras' own fit (its pre-fit build reduces the first distributed batch; past that, its step
-    reduces scalar logs along axis 0). When a Keras upgrade makes this pass,
-    lift the refusal in tfmargin/train/strategy.py and test the real run."""
+def test_two_multi_worker_workers_train_resume_and_agree(tiny_config, tmp_path):
+    """Two MultiWorkerMirroredStrategy workers on localhost (TF_CONFIG, free ports) train
+    MarginDistillation for 6 steps: each worker's input pipeline reads its own images (no
+    image in both), both end with the same weights, only the chief writes the run's files.
+    Then the same run in a new directory has its non-chief worker killed after the first
+    backup; the same command, rerun, resumes at that backup and ends where the uninterrupted
+    run ended."""
+    config = tiny_config.replace(strategy="multi_worker", steps=6, steps_per_epoch=2,
+                                 lr_steps=(4,))
+    # the chief also selects on val.bin (a copy of the backbone outside the strategy)
+    whole = config.replace(output_dir=str(tmp_path / "whole"),
+                           val_bin=os.path.join(tiny_config.data, "val.bin"),
+                           eval_every=2).to_dict()
+    w = [tmp_path / f"whole-{i}.npz" for i in range(2)]
+    chief, other = _results(_start_workers(whole, w, 0))
+    assert chief["iterations"] == other["iterations"] == 6
+    assert chief["loss"] == pytest.approx(other["loss"], rel=1e-6) and len(chief["loss"]) == 3
+    assert all(v == v and abs(v) < 1e6 for v in chief["loss"])
+    assert len(chief["seen"]) == len(other["seen"]) == 3 * 5  # 3 batches of 10 / 2 workers
+    assert not set(chief["seen"]) & set(other["seen"])
+    a, b = _weights(w[0]), _weights(w[1])
+    assert max(float(np.max(np.abs(x - y))) for x, y in zip(a, b)) == 0.0
+    run = tmp_path / "whole"
+    assert sorted(os.listdir(run)) == ["backbone.keras", "best.json", "best_backbone.keras",
+                                       "classifier.keras", "config.json", "history.csv"]
+    with open(run / "history.csv") as f:  # the backup is gone once finished
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 and all(0.5 <= float(r["val_accuracy"]) <= 1 for r in rows)
+    best = json.loads((run / "best.json").read_text())
+    assert best["step"] in (2, 4, 6)
+    assert float(rows[best["step"] // 2 - 1]["val_accuracy"]) == pytest.approx(best["accuracy"])
+    if best["step"] == 6:  # the chief evaluated what both workers hold
+        from tfmargin.models import load_model
+
+        saved = load_model(run / "best_backbone.keras").get_weights()
+        assert max(float(np.max(np.abs(x - y))) for x, y in zip(saved, a)) == 0.0
+
+    killed = config.replace(output_dir=str(tmp_path / "killed")).to_dict()
+    k = [tmp_path / f"killed-{i}.npz" for i in range(2)]
+    procs = _start_workers(killed, k, 4)
+    metadata = tmp_path / "killed" / "backup" / "training_metadata.json"
+    deadline = time.time() + 240
+    while not metadata.exists() and time.time() < deadline and procs[0].poll() is None:
+        time.sleep(0.1)
+    assert metadata.exists(), procs[0].communicate()[1][-3000:]
+    procs[1].kill()  # mid-run: the chief then waits on it, or fails
+    procs[1].wait()
+    try:
+        procs[0].wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        procs[0].kill()
+        procs[0].wait()
+    assert json.loads(metadata.read_text())["epoch"] == 1
+    assert not (tmp_path / "killed" / "backbone.keras").exists()
+    chief, other = _results(_start_workers(killed, k, 0))
+    assert chief["start_step"] == other["start_step"] == 2
+    assert chief["iterations"] == other["iterations"] == 6
+    resumed = _weights(k[0])
+    assert max(float(np.max(np.abs(x - y))) for x, y in zip(resumed, _weights(k[1]))) == 0.0
+    for x, y in zip(resumed, a):  # where the uninterrupted run ended
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+    with open(tmp_path / "killed" / "history.csv") as f:
+        assert len(f.read().splitlines()) == 1 + 3  # epoch 0, then 1 and 2 after the resume
+    assert not metadata.exists()
+
+
+ONE_WORKER = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    from tests.train import tiny
+    tiny.register()
+    from tfmargin.train import TrainConfig, train
+    base, out = TrainConfig(**json.loads(sys.argv[1])), {}
+    for method, extra in (("margin_distillation", {}), ("arcface", {"sample_rate": 0.5})):
+        runs = {}
+        for strategy in ("default", "multi_worker"):
+            r = train(base.replace(method=method, strategy=strategy, **extra,
+                                   output_dir=f"{base.output_dir}-{method}-{strategy}"))
+            runs[strategy] = (r.history, r.backbone.get_weights() + r.head.get_weights())
+        (h0, w0), (h1, w1) = runs["default"], runs["multi_worker"]
+        out[method] = {"fit": h0, "loop": h1, "max_weight_diff": max(
+            float(np.max(np.abs(a - b))) for a, b in zip(w0, w1))}
+    print("RESULT" + json.dumps(out))
+""")
+
+
+@pytest.mark.slow
+def test_the_multi_worker_loop_trains_as_keras_fit_does(tiny_config):
+    """One worker (no TF_CONFIG): tfmargin's multi_worker loop and Keras' fit under the default
+    strategy see the same batches and end with the same losses, metrics and weights, for
+    MarginDistillation and for ArcFace with Partial FC."""
+    config = tiny_config.replace(steps=4, steps_per_epoch=2, lr_steps=(2,)).to_dict()
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2",
+           "PYTHONPATH": ROOT}
+    env.pop("TF_CONFIG", None)
+    out = subprocess.run([sys.executable, "-c", ONE_WORKER, json.dumps(config)], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    r = json.loads(out.stdout.split("RESULT", 1)[1])
+    for method, v in r.items():
+        assert sorted(v["fit"]) == sorted(v["loop"]), method
+        for key, values in v["fit"].items():
+            assert v["loop"][key] == pytest.approx(values, rel=1e-5, abs=1e-6), (method, key)
+        assert v["max_weight_diff"] <= 1e-5, (method, v["max_weight_diff"])
+
+
+@pytest.mark.slow
+def test_keras_fit_still_fails_under_two_multi_worker_processes():
+    """Why multi_worker has its own loop (tfmargin/train/workers.py), reproduced without
+    tfmargin: two MultiWorkerMirroredStrategy workers on localhost fitting a one-layer Keras
+    model fail in Keras' own fit (its pre-fit build reduces the first distributed batch; past
+    that, its step reduces scalar logs along axis 0). When a Keras upgrade makes this pass,
+    the loop can give way to fit."""
     ports = _free_ports(2)
     procs = []
     for i in range(2):
@@ -222,7 +380,7 @@ def test_keras_still_cannot_fit_under_two_multi_worker_processes():
                      "task": {"type": "worker", "index": i}}
         env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2",
                "TF_CONFIG": json.dumps(tf_config)}
-        procs.append(subprocess.Popen([sys.executable, "-c", WORKER], env=env, text=True,
+        procs.append(subprocess.Popen([sys.executable, "-c", KERAS_FIT], env=env, text=True,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     for p in procs:
         stdout, stderr = p.communicate(timeout=240)

@@ -73,8 +73,9 @@ HELP = {
     "test_bins": "Reported verification .bins (evaluated, never used to select).",
     "eval_every": "Evaluate every this many steps.",
     "eval_batch_size": "Batch size of the verification embeddings.",
-    "strategy": "default (one device); TensorFlow: mirrored (tf.distribute; multi_worker is "
-                "refused: Keras 3 cannot fit under it); JAX: data_parallel or model_parallel "
+    "strategy": "default (one device); TensorFlow: mirrored (one machine) or multi_worker "
+                "(the machines TF_CONFIG names; own loop, as Keras 3's fit cannot run "
+                "there); JAX: data_parallel or model_parallel "
                 "(keras.distribution, several hosts too; model_parallel shards the class "
                 "centers over the devices).",
     "exact_resume": "On resume, skip the batches already seen (identical stream; costs a "

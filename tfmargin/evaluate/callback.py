@@ -32,11 +32,13 @@ class VerificationCallback(keras.callbacks.Callback):
       best_path: where to save the best embedding model (.keras) or its weights (.weights.h5).
       restore_best: at the end of training, load the best weights back into the model.
       verbose: print one line per evaluation.
+      sync: called before each evaluation, e.g. to copy the trained weights into an
+        embedding_model that is a separate copy of the backbone.
     """
 
     def __init__(self, bins, every_n_steps=None, select_on=None, embedding_model=None,
                  batch_size=128, flip=True, folds=10, log_dir=None, best_path=None,
-                 restore_best=True, verbose=1):
+                 restore_best=True, verbose=1, sync=None):
         super().__init__()
         if every_n_steps is not None and int(every_n_steps) < 1:
             raise ValueError(f"VerificationCallback: every_n_steps must be >= 1 or None, got "
@@ -54,6 +56,7 @@ class VerificationCallback(keras.callbacks.Callback):
         self.batch_size, self.flip, self.folds = batch_size, flip, folds
         self.log_dir, self.best_path = log_dir, best_path
         self.restore_best, self.verbose = restore_best, verbose
+        self.sync = sync
         self.history = []  # [{"step": s, "epoch": e, "results": {name: VerificationResult}}]
         self.best_accuracy = -np.inf
         self.best_step = None
@@ -70,6 +73,8 @@ class VerificationCallback(keras.callbacks.Callback):
         sync = getattr(self.model, "jax_state_sync", None)
         if sync is not None:
             sync()
+        if self.sync is not None:
+            self.sync()
 
     def on_train_begin(self, logs=None):
         self._sync()

@@ -26,6 +26,7 @@ import keras
 
 from tfmargin.atomic import atomic_path, write_json
 from tfmargin.train import strategy as strategies
+from tfmargin.train import workers
 from tfmargin.train.build import build_student, build_teacher
 from tfmargin.train.callbacks import SelectionRecord, StopOnNaN, TrainingDiverged, divergence_advice
 from tfmargin.train.config import ConfigError, validate
@@ -43,6 +44,7 @@ class TrainResult:
     paths: dict              # {"config", "backbone", "classifier", "best_backbone"?, "best"?, "history"}
     start_step: int = 0      # > 0 when this invocation resumed an interrupted run
     stats: object = None     # the tf.data stream's PipelineStats: corrupt images skipped, named
+    strategy: object = None  # the tf.distribute strategy / keras.distribution it ran under
 
 
 def load_signal(config):
@@ -108,7 +110,10 @@ def _train(config, signal, data, callbacks, log):
              "backbone": os.path.join(out, "backbone.keras"),
              "classifier": os.path.join(out, "classifier.keras"),
              "history": os.path.join(out, "history.csv")}
-    write_json(paths["config"], config.to_dict())
+    multi_worker = config.strategy == "multi_worker"
+    writer = workers.is_chief(strategy) if multi_worker else True  # the others write nothing
+    if writer:
+        write_json(paths["config"], config.to_dict())
     backup_dir = os.path.join(out, "backup")
     start_epoch = _resume_epoch(backup_dir)
     start_step = start_epoch * config.steps_per_epoch
@@ -120,13 +125,14 @@ def _train(config, signal, data, callbacks, log):
         from tfmargin.data.pipeline.stats import PipelineStats
 
         stats = PipelineStats()  # held here: dataset attributes do not survive .skip()
-        data = _stream(config, signal, strategy, start_step, num_classes, stats)
+        data = training_stream(config, signal, strategy, start_step, num_classes, stats)
 
     guard = StopOnNaN(divergence_advice(config), start_step, log=log)
-    selection = _verification(config, built, out, paths)
+    selection = _verification(config, built, out, paths, local=multi_worker) if writer else []
     # the verification callback writes val_* into the epoch's logs: it runs before the logger
-    cbs = [keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch"), guard, *selection,
-           keras.callbacks.CSVLogger(paths["history"], append=True)]
+    cbs = [workers.ChiefBackup(backup_dir, writer=writer, save_freq="epoch"), guard, *selection]
+    if writer:
+        cbs.append(keras.callbacks.CSVLogger(paths["history"], append=True))
     if stats is not None:
         from tfmargin.data.pipeline.stats import skipped_images_report
 
@@ -134,12 +140,18 @@ def _train(config, signal, data, callbacks, log):
     cbs += list(callbacks)
     epochs = config.steps // config.steps_per_epoch
     with _named_data_errors(config, signal), strategies.fit_scope(strategy):
-        fit = built.model.fit(data, epochs=epochs, steps_per_epoch=config.steps_per_epoch,
-                              shuffle=False, callbacks=cbs, verbose=config.verbose)
+        if multi_worker:  # Keras' fit cannot (tfmargin/train/workers.py)
+            fit = workers.fit(built.model, data, strategy=strategy, epochs=epochs,
+                              steps_per_epoch=config.steps_per_epoch, initial_epoch=start_epoch,
+                              callbacks=cbs, verbose=config.verbose)
+        else:
+            fit = built.model.fit(data, epochs=epochs, steps_per_epoch=config.steps_per_epoch,
+                                  shuffle=False, callbacks=cbs, verbose=config.verbose)
     if guard.message:
         raise TrainingDiverged(guard.message)
-    _save_model(built.backbone, paths["backbone"])
-    _save_model(built.model, paths["classifier"])
+    if writer:
+        _save_model(built.backbone, paths["backbone"])
+        _save_model(built.model, paths["classifier"])
     best = selection[1].best() if len(selection) > 1 else None
     if best is None:
         paths.pop("best_backbone", None)
@@ -149,7 +161,7 @@ def _train(config, signal, data, callbacks, log):
             + "; ".join(stats.skipped_records[:20])
             + ("; ..." if len(stats.skipped_records) > 20 else ""))
     return TrainResult(built.model, built.backbone, built.head, fit.history, best, paths,
-                       start_step, stats)
+                       start_step, stats, strategy)
 
 
 def _named_data_errors(config, signal):
@@ -164,7 +176,10 @@ def _named_data_errors(config, signal):
     return named_errors(source)
 
 
-def _stream(config, signal, strategy, start_step, num_classes, stats=None):
+def training_stream(config, signal, strategy, start_step=0, num_classes=None, stats=None):
+    """The stream train() feeds: training_data for one device or keras.distribution (which
+    take the global batch), else a tf.distribute distributed dataset, one input pipeline per
+    worker, each reading its own shard of the source."""
     n = strategies.replicas(strategy)
     if n == 1:  # one device, or keras.distribution (it takes the global batch)
         return training_data(config, signal, start_step=start_step, num_classes=num_classes,
@@ -183,8 +198,10 @@ def _stream(config, signal, strategy, start_step, num_classes, stats=None):
     return strategy.distribute_datasets_from_function(per_pipeline)
 
 
-def _verification(config, built, out, paths):
-    """[VerificationCallback, SelectionRecord] when validation / test sets are given."""
+def _verification(config, built, out, paths, local=False):
+    """[VerificationCallback, SelectionRecord] when validation / test sets are given.
+    `local`: evaluate a copy of the backbone outside the strategy, kept in step before each
+    evaluation (under several workers Keras' predict is a collective all must join)."""
     if not config.val_bin and not config.test_bins:
         return []
     from tfmargin.evaluate import VerificationCallback
@@ -200,10 +217,17 @@ def _verification(config, built, out, paths):
     if select_on:
         paths["best_backbone"] = os.path.join(out, "best_backbone.keras")
         paths["best"] = os.path.join(out, "best.json")
+    embedding_model, sync = built.backbone, None
+    if local:
+        embedding_model = workers.local_copy(built.backbone)
+
+        def sync():
+            embedding_model.set_weights(built.backbone.get_weights())
     verification = VerificationCallback(
         bins, every_n_steps=config.eval_every, select_on=select_on,
-        embedding_model=built.backbone, batch_size=config.eval_batch_size,
-        best_path=paths.get("best_backbone"), restore_best=False, verbose=config.verbose)
+        embedding_model=embedding_model, batch_size=config.eval_batch_size,
+        best_path=paths.get("best_backbone"), restore_best=False, verbose=config.verbose,
+        sync=sync)
     if not select_on:
         return [verification]
     return [verification, SelectionRecord(verification, paths["best"], paths["best_backbone"])]

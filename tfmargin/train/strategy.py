@@ -3,9 +3,13 @@
 TensorFlow (tf.distribute):
   mirrored        replicates the model over this machine's devices (GPUs, or logical CPUs);
                   each replica takes batch_size / replicas images.
-  multi_worker    refused: Keras 3's trainer cannot fit under MultiWorkerMirroredStrategy
-                  across workers (see make_strategy; the test reproduces it). Several
-                  machines: JAX data_parallel / model_parallel.
+  multi_worker    MultiWorkerMirroredStrategy over the workers TF_CONFIG names (one process
+                  per machine, each started with the same command and its own task index).
+                  Keras 3's fit cannot run under it across workers (its pre-fit build
+                  reduces the first distributed batch: "Attempt to convert a value
+                  (PerReplica..."; its step reduces scalar logs along axis 0: "Invalid
+                  reduction dimension 0"; tests/train/test_distribute.py reproduces both), so
+                  tfmargin/train/workers.py runs the model's own train_step in its own loop.
 JAX (keras.distribution):
   data_parallel   DataParallel over every device: the batch is split, the weights
                   replicated. Several hosts: set KERAS_DISTRIBUTION_JOB_ADDRESSES,
@@ -52,18 +56,9 @@ def make_strategy(name, devices=None):
 
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
-    # Keras 3's TensorFlow trainer cannot fit under MultiWorkerMirroredStrategy across workers:
-    # its pre-fit build averages the first distributed batch with a cross-worker reduce that
-    # cannot convert it ("Attempt to convert a value (PerReplica..."), and past that its step
-    # averages each scalar log with strategy.reduce(..., axis=0) ("Invalid reduction dimension
-    # 0 for input with 0 dimensions"). Reproduced with two localhost workers and a one-layer
-    # Keras model (tests/train/test_distribute.py); refused here with the way out rather than
-    # failing inside fit.
-    raise ConfigError(f"strategy: multi_worker does not train under Keras {keras.__version__} "
-                      "(its fit cannot reduce values across workers; reproduced with a one-layer "
-                      "model); across machines use KERAS_BACKEND=jax with data_parallel or "
-                      "model_parallel (KERAS_DISTRIBUTION_* variables), on one machine "
-                      "mirrored")
+    # TF_CONFIG names the cluster and this worker; Keras' fit cannot run under this strategy
+    # across workers, so training takes tfmargin/train/workers.py's loop
+    return tf.distribute.MultiWorkerMirroredStrategy()
 
 
 def keras_distribution(name, devices=None):
