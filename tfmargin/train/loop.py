@@ -19,6 +19,7 @@ Output directory:
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 
@@ -220,9 +221,7 @@ def _verification(config, built, out, paths, local=False):
     embedding_model, sync = built.backbone, None
     if local:
         embedding_model = workers.local_copy(built.backbone)
-
-        def sync():
-            embedding_model.set_weights(built.backbone.get_weights())
+        sync = functools.partial(workers.copy_weights, built.backbone, embedding_model)
     verification = VerificationCallback(
         bins, every_n_steps=config.eval_every, select_on=select_on,
         embedding_model=embedding_model, batch_size=config.eval_batch_size,

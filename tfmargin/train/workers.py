@@ -113,8 +113,12 @@ def local_copy(model):
     inference on one worker (Keras' predict under MultiWorkerMirroredStrategy is a collective
     that every worker would have to join). Copy the weights in with set_weights."""
     copy = keras.models.clone_model(model)  # called outside the strategy's scope
-    copy.set_weights(model.get_weights())
+    copy_weights(model, copy)
     return copy
+
+
+def copy_weights(source, target):
+    target.set_weights(source.get_weights())
 
 
 class ChiefBackup(keras.callbacks.BackupAndRestore):
