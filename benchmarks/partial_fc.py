@@ -24,9 +24,12 @@ DESCRIPTION = ("ArcFace head forward + backward at 1M classes x 512-d, batch 128
 SAMPLE_RATE = 0.1
 
 
-def measure(sample_rate, num_classes, batch, dim, repeats):
+def measure(sample_rate, num_classes, batch, dim, repeats, block_gradient=False):
     """Median seconds of one forward + backward (loss, d/d embeddings, d/d centers) and the
-    process's peak RSS; run in a child process."""
+    process's peak RSS; run in a child process. `block_gradient`: the same sampled step with
+    the centers' gradient taken to the gathered (D, K) block, not scattered into a dense
+    (D, C) array: what the step would cost if the centers were stored as (C, D) rows with a
+    row-sparse gradient, as arcface_torch stores them."""
     import time
 
     import tensorflow as tf
@@ -44,9 +47,21 @@ def measure(sample_rate, num_classes, batch, dim, repeats):
 
     @tf.function
     def step():
-        with tf.GradientTape() as tape:
-            loss = loss_fn(labels, head([emb, labels], training=True))
-        grads = tape.gradient(loss, [emb, head.centers])
+        if block_gradient:
+            from tfmargin import margins
+
+            index, columns = head.sample(labels, batch)
+            block = tf.gather(head.centers, index, axis=1)
+            with tf.GradientTape() as tape:
+                tape.watch(block)
+                cos = margins.cosine_logits(emb, block)
+                logits = head.logits_from_cosines(cos, [emb, labels], 1.0, columns=columns)
+                loss = loss_fn(labels, margins.target_first(logits, columns))
+            grads = tape.gradient(loss, [emb, block])
+        else:
+            with tf.GradientTape() as tape:
+                loss = loss_fn(labels, head([emb, labels], training=True))
+            grads = tape.gradient(loss, [emb, head.centers])
         # IndexedSlices (sampled) or dense (full): what an optimiser is handed either way
         return loss, [tf.reduce_sum(g.values if hasattr(g, "values") else g) for g in grads]
 
@@ -83,9 +98,10 @@ def md_targets_unchanged(num_classes, batch, dim):
     return float(np.max(np.abs(every[np.arange(batch), labels] - first)))
 
 
-def _child(rate, num_classes, batch, dim, repeats):
+def _child(rate, num_classes, batch, dim, repeats, block_gradient=False):
     code = ("import json, sys; from benchmarks.partial_fc import measure; "
-            f"print(json.dumps(measure({rate}, {num_classes}, {batch}, {dim}, {repeats})))")
+            f"print(json.dumps(measure({rate}, {num_classes}, {batch}, {dim}, {repeats}, "
+            f"{block_gradient})))")
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -101,12 +117,16 @@ def run(quick=False, batch_size=None, repeats=None, **_):
     num_classes, dim = (20_000, 64) if quick else (1_000_000, 512)
     full = _child(1.0, num_classes, batch, dim, steps)
     sampled = _child(SAMPLE_RATE, num_classes, batch, dim, steps)
+    block = _child(SAMPLE_RATE, num_classes, batch, dim, steps, block_gradient=True)
     centers_bytes = num_classes * dim * 4
     details = {"num_classes": num_classes, "embedding_size": dim, "batch_size": batch,
                "sample_rate": SAMPLE_RATE, "timed_steps_each": steps,
                "sampled_classes": sampled["sampled_classes"],
                "centers_bytes": centers_bytes,
                "full": full, "sampled": sampled,
+               # the sampled step without its dense (D, C) gradient (see measure)
+               "sampled_block_gradient": block,
+               "speed_up_with_block_gradient": full["seconds"] / block["seconds"],
                "peak_over_centers": {"full": full["peak_rss_bytes"] / centers_bytes,
                                      "sampled": sampled["peak_rss_bytes"] / centers_bytes},
                "step_memory_over_centers": {

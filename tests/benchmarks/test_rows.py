@@ -59,6 +59,10 @@ def test_partial_fc_row_quick():
     assert d["full"]["peak_rss_bytes"] > d["centers_bytes"]
     # the sampled softmax has the same target logits and a subset of the negatives
     assert 0 < d["sampled"]["loss"] < d["full"]["loss"]
+    # the variant without the dense (D, C) gradient computes the same sampled step
+    assert d["sampled_block_gradient"]["loss"] == pytest.approx(d["sampled"]["loss"], rel=1e-5)
+    assert d["speed_up_with_block_gradient"] == pytest.approx(
+        d["full"]["seconds"] / d["sampled_block_gradient"]["seconds"])
 
 
 def test_teacher_signal_row_quick():
