@@ -44,3 +44,56 @@ def test_all_or_nothing_protocol():
         with Writer():
             raise ValueError
     assert calls == ["close", "abort"]
+
+
+def test_replace_directory_swaps_in_one_step_and_leaves_nothing(tmp_path, monkeypatch):
+    """Where the kernel can exchange two names, the old directory never leaves `path`'s name:
+    a rename that would move it aside is never made (os.replace fails if called here)."""
+    from tfmargin import atomic
+
+    path, new = tmp_path / "out", tmp_path / "out.tmp-1"
+    path.mkdir()
+    (path / "old.txt").write_text("old")
+    new.mkdir()
+    (new / "new.txt").write_text("new")
+    (tmp_path / "probe-a").mkdir()
+    (tmp_path / "probe-b").mkdir()
+    if not atomic._exchange(str(tmp_path / "probe-a"), str(tmp_path / "probe-b")):
+        pytest.skip("this file system cannot exchange two names (the fallback is tested below)")
+    (tmp_path / "probe-a").rmdir()
+    (tmp_path / "probe-b").rmdir()
+
+    def no_replace(*args):
+        raise AssertionError(f"moved aside: {args}")
+
+    monkeypatch.setattr(atomic.os, "replace", no_replace)
+    atomic.replace_directory(str(new), str(path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert [p.name for p in path.iterdir()] == ["new.txt"]
+
+
+def test_replace_directory_without_exchange_restores_the_old_on_failure(tmp_path,
+                                                                         monkeypatch):
+    from tfmargin import atomic
+
+    path, new = tmp_path / "out", tmp_path / "out.tmp-1"
+    path.mkdir()
+    (path / "old.txt").write_text("old")
+    new.mkdir()
+    monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)
+    real = os.replace
+    calls = []
+
+    def second_fails(a, b):
+        calls.append((a, b))
+        if len(calls) == 2:
+            raise OSError("disk gone")
+        real(a, b)
+
+    monkeypatch.setattr(atomic.os, "replace", second_fails)
+    with pytest.raises(OSError, match="disk gone"):
+        atomic.replace_directory(str(new), str(path))
+    assert [p.name for p in path.iterdir()] == ["old.txt"]
+    monkeypatch.setattr(atomic.os, "replace", real)
+    atomic.replace_directory(str(new), str(path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and not any(path.iterdir())

@@ -72,20 +72,45 @@ def atomic_directory(path, staging=None, create=False):
 
 
 def replace_directory(tmp, path):
-    """Put the finished directory `tmp` in `path`'s place: an old `path` is moved aside first
-    and removed after, and restored if the rename fails."""
+    """Put the finished directory `tmp` in `path`'s place. Where the kernel can swap two names
+    in one step (Linux renameat2 RENAME_EXCHANGE), `path` is at every moment the old directory
+    or the new one, and the old one is removed after; elsewhere the old `path` is moved aside
+    first (a kill between the two renames leaves it as `path.old-PID`) and restored if the
+    second rename fails."""
     if not os.path.isdir(tmp):
         raise FileNotFoundError(f"{path}: the writer produced no directory")
-    old = None
-    if os.path.exists(path):
-        old = f"{path}.old-{os.getpid()}"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(path, old)
+    if not os.path.exists(path):
+        os.replace(tmp, path)
+        return
+    if _exchange(tmp, path):
+        shutil.rmtree(tmp, ignore_errors=True)  # the old directory, now under tmp's name
+        return
+    old = f"{path}.old-{os.getpid()}"
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(path, old)
     try:
         os.replace(tmp, path)
     except BaseException:
-        if old:
-            os.replace(old, path)
+        os.replace(old, path)
         raise
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a, b):
+    """Swap the names `a` and `b` atomically; False where the system cannot."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                          ctypes.c_uint]
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    errno = ctypes.get_errno()
+    if errno in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: this file system or kernel cannot
+        return False
+    raise OSError(errno, os.strerror(errno), f"{a} <-> {b}")
