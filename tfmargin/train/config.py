@@ -170,6 +170,13 @@ def validate(c: TrainConfig, *, check_files=True) -> TrainConfig:
         _fail("strategy", f"method {c.method} updates its class centers inside the step, which "
               "tf.distribute replicas would each do on their own share: use --strategy=default "
               "(or data_parallel / model_parallel on JAX, where the step is one program)")
+    if c.strategy == "multi_worker" and c.precision == "mixed_float16":
+        _fail("precision", "mixed_float16's loss scaling decides on each worker alone whether "
+              "to apply a step, and workers that disagree wait on each other for ever under "
+              "multi_worker: use mixed_bfloat16 or float32")
+    if c.strategy == "multi_worker" and str(c.data).endswith(".npz"):
+        _fail("data", "under multi_worker each worker reads its own share of a .rec or TFRecord "
+              f"source; an .npz feed ({c.data}) cannot be split over workers")
     if not 0.0 < c.sample_rate <= 1.0:
         _fail("sample_rate", f"must be in (0, 1], got {c.sample_rate}")
     if c.sample_rate < 1.0 and c.role == "student" and not get_method(c.method).partial_fc:

@@ -89,6 +89,10 @@ def _train(config, signal, data, callbacks, log):
     if signal is not None and not config.teacher_signal:
         config = config.replace(teacher_signal=signal.directory)
     validate(config, check_files=True)
+    multi_worker = config.strategy == "multi_worker"
+    if multi_worker and data is not None:
+        raise ConfigError("data: under multi_worker each worker reads its own share of a .rec "
+                          "or TFRecord source; a ready stream cannot be split over workers")
     if signal is None:
         signal = load_signal(config)
     num_classes = check_classes(config, signal) if data is None else (
@@ -111,8 +115,7 @@ def _train(config, signal, data, callbacks, log):
              "backbone": os.path.join(out, "backbone.keras"),
              "classifier": os.path.join(out, "classifier.keras"),
              "history": os.path.join(out, "history.csv")}
-    multi_worker = config.strategy == "multi_worker"
-    writer = workers.is_chief(strategy) if multi_worker else True  # the others write nothing
+    writer = strategies.is_writer(strategy)  # one process writes the run's files
     if writer:
         write_json(paths["config"], config.to_dict())
     backup_dir = os.path.join(out, "backup")
@@ -129,7 +132,7 @@ def _train(config, signal, data, callbacks, log):
         data = training_stream(config, signal, strategy, start_step, num_classes, stats)
 
     guard = StopOnNaN(divergence_advice(config), start_step, log=log)
-    selection = _verification(config, built, out, paths, local=multi_worker) if writer else []
+    selection = _verification(config, built, out, paths, local=multi_worker, writer=writer)
     # the verification callback writes val_* into the epoch's logs: it runs before the logger
     cbs = [workers.ChiefBackup(backup_dir, writer=writer, save_freq="epoch"), guard, *selection]
     if writer:
@@ -150,9 +153,11 @@ def _train(config, signal, data, callbacks, log):
                                   shuffle=False, callbacks=cbs, verbose=config.verbose)
     if guard.message:
         raise TrainingDiverged(guard.message)
-    if writer:
-        _save_model(built.backbone, paths["backbone"])
-        _save_model(built.model, paths["classifier"])
+    if not writer:  # the writer's files: this process has none of its own
+        return TrainResult(built.model, built.backbone, built.head, fit.history, None, {},
+                           start_step, stats, strategy)
+    _save_model(built.backbone, paths["backbone"])
+    _save_model(built.model, paths["classifier"])
     best = selection[1].best() if len(selection) > 1 else None
     if best is None:
         paths.pop("best_backbone", None)
@@ -199,10 +204,13 @@ def training_stream(config, signal, strategy, start_step=0, num_classes=None, st
     return strategy.distribute_datasets_from_function(per_pipeline)
 
 
-def _verification(config, built, out, paths, local=False):
+def _verification(config, built, out, paths, local=False, writer=True):
     """[VerificationCallback, SelectionRecord] when validation / test sets are given.
-    `local`: evaluate a copy of the backbone outside the strategy, kept in step before each
-    evaluation (under several workers Keras' predict is a collective all must join)."""
+    `local` (multi_worker): only the writer evaluates, on a copy of the backbone outside the
+    strategy kept in step before each evaluation (Keras' predict there is a collective all
+    workers would have to join); every worker still loads the sets, so that a bad one stops
+    them all before the first step. Other non-writers (JAX hosts, one program) evaluate but
+    save nothing."""
     if not config.val_bin and not config.test_bins:
         return []
     from tfmargin.evaluate import VerificationCallback
@@ -215,11 +223,11 @@ def _verification(config, built, out, paths, local=False):
             raise ConfigError(f"test_bins: two sets are named {name!r} ({bins[name]}, {path})")
         bins[name] = path
     select_on = set_name(config.val_bin) if config.val_bin else None
-    if select_on:
+    if select_on and writer:
         paths["best_backbone"] = os.path.join(out, "best_backbone.keras")
         paths["best"] = os.path.join(out, "best.json")
     embedding_model, sync = built.backbone, None
-    if local:
+    if local and writer:
         embedding_model = workers.local_copy(built.backbone)
         sync = functools.partial(workers.copy_weights, built.backbone, embedding_model)
     verification = VerificationCallback(
@@ -227,6 +235,8 @@ def _verification(config, built, out, paths, local=False):
         embedding_model=embedding_model, batch_size=config.eval_batch_size,
         best_path=paths.get("best_backbone"), restore_best=False, verbose=config.verbose,
         sync=sync)
+    if not writer:
+        return [] if local else [verification]
     if not select_on:
         return [verification]
     return [verification, SelectionRecord(verification, paths["best"], paths["best_backbone"])]

@@ -82,6 +82,18 @@ def _initialize_hosts():
     keras.distribution.initialize()  # once per process
 
 
+def is_writer(strategy):
+    """Whether this process writes the run's files: under tf.distribute the chief (the `chief`
+    task, or worker 0 without one), in a JAX run over several hosts process 0, else yes."""
+    if strategy is not None and not is_keras_distribution(strategy):
+        return bool(strategy.extended.should_checkpoint)
+    if hosts() > 1:
+        import jax
+
+        return jax.process_index() == 0
+    return True
+
+
 def hosts():
     """Processes of this JAX run (1 unless keras.distribution.initialize joined several)."""
     if keras.backend.backend() != "jax":

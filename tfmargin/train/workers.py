@@ -4,22 +4,19 @@ Keras 3's `fit` cannot run under MultiWorkerMirroredStrategy across workers (str
 why), so `fit` here drives the same compiled model the way Keras' would, with nothing of
 Keras' trainer replaced but its outer loop: each step runs the model's own `train_step`
 (forward, compiled loss, gradients, optimizer; the optimizer all-reduces the gradients across
-workers) inside `strategy.run`, the step's logs are averaged over the replicas with
-`strategy.reduce(MEAN, axis=None)` (the reduce Keras gets wrong), and the callbacks `fit` would
-call are called in the same order: BackupAndRestore, CSVLogger, the verification callback and
-StopOnNaN behave as under `fit`.
+workers) inside `strategy.run`, the step's logs are averaged over the replicas in the step
+(Keras' own reduce of them fails), and the callbacks `fit` would call are called in the same
+order: BackupAndRestore, CSVLogger, the verification callback and StopOnNaN behave as under
+`fit`. Decisions every worker must share are agreed on over all of them: the epoch a run
+resumes at, and stopping (a callback may stop training on the chief only).
 
 Files: only the chief writes (TensorFlow's convention for multi-worker runs), and every worker
 restores from the chief's backup when a run resumes, so `output_dir` must be one directory all
-workers see (a shared file system; on one machine, any directory).
+workers see (a shared POSIX file system such as NFS; on one machine, any directory). User
+callbacks run on every worker.
 """
 
 import keras
-
-
-def is_chief(strategy):
-    """The worker that writes the run's files: the `chief` task, or worker 0 without one."""
-    return strategy is None or bool(strategy.extended.should_checkpoint)
 
 
 def fit(model, dataset, *, strategy, epochs, steps_per_epoch, initial_epoch=0, callbacks=(),
@@ -33,9 +30,19 @@ def fit(model, dataset, *, strategy, epochs, steps_per_epoch, initial_epoch=0, c
     cbs = keras.callbacks.CallbackList(list(callbacks) + [history], add_history=False,
                                        add_progbar=bool(verbose), model=model, verbose=verbose,
                                        epochs=epochs, steps=steps_per_epoch)
+    if not hasattr(dataset, "element_spec") or not hasattr(dataset, "__iter__"):
+        raise TypeError(f"multi_worker trains on a tf.distribute dataset, not a "
+                        f"{type(dataset).__name__}")
     with strategy.scope():
         _build_compiled(model, dataset.element_spec)
     step = _step_function(model, strategy, tf)
+    agree = _agreement(strategy, tf)
+    # Every worker must start at the same epoch: one that cannot see the chief's backup
+    # (output_dir not shared) would otherwise train other weights, and hang at the end.
+    low, high = agree(initial_epoch)
+    if low != high:
+        raise RuntimeError(f"multi_worker: the workers resume at different epochs ({low} and "
+                           f"{high}); output_dir must be one directory that every worker sees")
     iterator = iter(dataset)
     model.stop_training = False
     cbs.on_train_begin()
@@ -47,38 +54,67 @@ def fit(model, dataset, *, strategy, epochs, steps_per_epoch, initial_epoch=0, c
             cbs.on_train_batch_begin(batch)
             logs = {k: float(v) for k, v in step(iterator).items()}
             cbs.on_train_batch_end(batch, logs)
-            if model.stop_training:
+            if _stop(model, agree):
                 break
         epoch_logs = dict(logs)
         cbs.on_epoch_end(epoch, epoch_logs)
         logs = epoch_logs
-        if model.stop_training:
+        if _stop(model, agree):
             break
     cbs.on_train_end(logs)
     return history
 
 
+def _stop(model, agree):
+    """A callback on one worker (the chief's validation, a user's EarlyStopping) may stop
+    training: all stop then, or the others would wait for it in the next step."""
+    model.stop_training = bool(agree(int(model.stop_training))[1])
+    return model.stop_training
+
+
+def _agreement(strategy, tf):
+    """agree(n) -> (min, max) of an integer over every worker."""
+
+    @tf.function
+    def gather(value):
+        def replica(v):  # ReduceOp has no MIN / MAX: every value, then both ends
+            every = tf.distribute.get_replica_context().all_gather(tf.reshape(v, [1]), axis=0)
+            return tf.reduce_min(every), tf.reduce_max(every)
+
+        low, high = strategy.run(replica, args=(value,))
+        return (strategy.experimental_local_results(low)[0],
+                strategy.experimental_local_results(high)[0])
+
+    def agree(n):
+        low, high = gather(tf.constant(int(n), tf.int64))
+        return int(low), int(high)
+
+    return agree
+
+
 def _step_function(model, strategy, tf):
     mean = tf.distribute.ReduceOp.MEAN
     # Keras 3's BatchNormalization updates its moving statistics from each worker's own batch
-    # and nothing brings them together (Keras 2 read their mean across replicas): averaged
-    # here after every step, so that all workers hold the same model, whose statistics are
-    # the moving average of the global batch's
+    # and nothing brings them together (Keras 2 read their mean over the replicas): they are
+    # averaged over the workers after every step, so that every worker holds the same model
     statistics = [v for v in model.non_trainable_variables
                   if v.name in ("moving_mean", "moving_variance")]
 
     def one_step(data):
         logs = model.train_step(data)
         replica = tf.distribute.get_replica_context()
-        for v in statistics:
-            v.assign(replica.all_reduce(mean, tf.identity(v.value)))
+        # one collective for the logs (scalars: Keras' own reduce takes axis 0 and fails on
+        # them) and the statistics together
+        logs, averaged = replica.all_reduce(mean, (logs, [tf.identity(v.value)
+                                                          for v in statistics]))
+        for v, value in zip(statistics, averaged):
+            v.assign(value)
         return logs
 
     @tf.function
     def step(iterator):
         outputs = strategy.run(one_step, args=(next(iterator),))
-        # scalar logs: axis=None (Keras' own reduce uses axis=0 and fails on scalars)
-        return {k: strategy.reduce(mean, v, axis=None) for k, v in outputs.items()}
+        return {k: strategy.experimental_local_results(v)[0] for k, v in outputs.items()}
 
     return step
 
@@ -122,10 +158,11 @@ def copy_weights(source, target):
 
 
 class ChiefBackup(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore for several workers: every worker restores from `backup_dir`, only
-    the chief (`writer=True`) writes and removes it. A write is two renames of complete files
-    (weights, then the epoch), so a worker killed while the chief writes never leaves half a
-    file to restore from."""
+    """BackupAndRestore for one or several workers: every worker restores from `backup_dir`,
+    only the chief (`writer=True`) writes and removes it. A backup is written whole into a
+    staging directory that then takes `backup_dir`'s place (atomic.replace_directory), so a
+    kill at any moment leaves the previous backup or the new one, never new weights beside an
+    old epoch. Same files as Keras' BackupAndRestore: older runs' backups resume."""
 
     def __init__(self, backup_dir, writer=True, **kwargs):
         super().__init__(backup_dir, **kwargs)
@@ -134,14 +171,15 @@ class ChiefBackup(keras.callbacks.BackupAndRestore):
     def _save_model(self):
         if not self.writer:
             return
-        from tfmargin.atomic import atomic_path, write_json
+        import os
 
-        with atomic_path(self._weights_path, suffix=".weights.h5") as tmp:
-            self.model.save_weights(tmp)
-        write_json(self._training_metadata_path,
-                   {"epoch": self._current_epoch, "batch": self._last_batch_seen})
+        from tfmargin.atomic import atomic_directory, write_json
+
+        with atomic_directory(self.backup_dir, create=True) as stage:
+            self.model.save_weights(os.path.join(stage, os.path.basename(self._weights_path)))
+            write_json(os.path.join(stage, os.path.basename(self._training_metadata_path)),
+                       {"epoch": self._current_epoch, "batch": self._last_batch_seen})
 
     def on_train_end(self, logs=None):
         if self.writer:
             super().on_train_end(logs)
-
