@@ -504,3 +504,49 @@ def test_rerunning_a_finished_extraction_changes_nothing(world, tmp_path):
     assert s.manifest["shards"] == load_teacher_signal(out).manifest["shards"]
     s2 = extract_teacher_signal(world["teacher_path"], world["rec"], out, shards=2, **common)
     assert len(s2.files) == 2
+
+
+def test_an_explicit_merge_waits_for_a_live_merger_and_takes_over_from_a_dead_one(
+        world, tmp_path, monkeypatch):
+    """--merge never takes the lock from a merger that may still run (a live process of this
+    host, or one on another host); from one that is gone it takes over and finishes."""
+    import json
+    import signal as signals
+    import socket
+    import subprocess
+    import sys
+
+    from tfmargin.distill import extract, merge_teacher_signal
+
+    out = str(tmp_path / "shared")
+    common = dict(batch_size=16, shards=3, flip=False, log=None, progress=False)
+    extract_teacher_signal(world["teacher_path"], world["rec"], out, num_workers=2,
+                           worker_index=1, **common)
+
+    def killed(*args):
+        raise KeyboardInterrupt  # the last worker dies as it starts the merge
+
+    monkeypatch.setattr(extract, "_merge", killed)
+    with pytest.raises(KeyboardInterrupt):
+        extract_teacher_signal(world["teacher_path"], world["rec"], out, num_workers=2,
+                               worker_index=0, **common)
+    monkeypatch.undo()
+    lock = os.path.join(out + ".partial", extract.MERGING)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        for owner, who in (({"host": socket.gethostname(), "pid": sleeper.pid},
+                            f"process {sleeper.pid} is"),
+                           ({"host": "other-host", "pid": 1}, "process 1 on other-host is")):
+            os.makedirs(lock, exist_ok=True)
+            with open(os.path.join(lock, "owner.json"), "w") as f:
+                json.dump(owner, f)
+            with pytest.raises(TeacherSignalError, match=f"merging.lock: {who} writing"):
+                merge_teacher_signal(out, log=None)
+            assert not os.path.exists(out)
+    finally:
+        sleeper.send_signal(signals.SIGKILL)
+        sleeper.wait()
+    with open(os.path.join(lock, "owner.json"), "w") as f:
+        json.dump({"host": socket.gethostname(), "pid": sleeper.pid}, f)  # now gone
+    s = merge_teacher_signal(out, log=None)
+    assert s.num_images == world["signal"].num_images and not os.path.exists(lock)

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import shutil
+import socket
 import time
 
 import numpy as np
@@ -266,6 +267,7 @@ def merge_teacher_signal(output_dir, *, log=print, started=None, wait=False):
     process is merging). Without `wait`, missing shards are a TeacherSignalError naming them."""
     from tfmargin.data.tfrecord import shard_name
 
+    log = log or (lambda message: None)
     output_dir = os.path.abspath(os.fspath(output_dir))
     stage = output_dir + PARTIAL
     try:
@@ -289,17 +291,47 @@ def merge_teacher_signal(output_dir, *, log=print, started=None, wait=False):
                                  "output_dir")
     lock = os.path.join(stage, MERGING)
     try:
-        os.mkdir(lock)  # atomic: one merger
+        _take_lock(lock)
     except FileExistsError:
         if wait:
             log("teacher signal: another worker is writing the manifest")
             return None
+        holder = _live_holder(lock)
+        if holder:
+            raise TeacherSignalError(f"{lock}: {holder} is writing the manifest now; wait for "
+                                     "it (remove the lock only if that process is gone)",
+                                     "output_dir") from None
         shutil.rmtree(lock)  # an explicit merge takes over from one that was killed
-        os.mkdir(lock)
+        _take_lock(lock)
     try:
         return _merge(stage, output_dir, plan, names, counts, markers, started, log)
     finally:
         shutil.rmtree(lock, ignore_errors=True)  # gone with the stage on success
+
+
+def _take_lock(lock):
+    os.mkdir(lock)  # atomic: one merger
+    write_json(os.path.join(lock, "owner.json"), {"host": socket.gethostname(),
+                                                  "pid": os.getpid()})
+
+
+def _live_holder(lock):
+    """Who holds the merge lock, if it may still be alive: a process of this host that still
+    runs, or one on another host (which this one cannot see). None when the holder is gone."""
+    try:
+        with open(os.path.join(lock, "owner.json")) as f:
+            owner = json.load(f)
+    except (OSError, ValueError):
+        return None  # killed before it wrote its name: it had not begun
+    if owner.get("host") != socket.gethostname():
+        return f"process {owner.get('pid')} on {owner.get('host')}"
+    try:
+        os.kill(int(owner["pid"]), 0)
+    except ProcessLookupError:
+        return None
+    except (PermissionError, KeyError, TypeError, ValueError):
+        pass
+    return f"process {owner.get('pid')}"
 
 
 def _merge(stage, output_dir, plan, names, counts, markers, started, log):
