@@ -97,3 +97,19 @@ def test_replace_directory_without_exchange_restores_the_old_on_failure(tmp_path
     monkeypatch.setattr(atomic.os, "replace", real)
     atomic.replace_directory(str(new), str(path))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and not any(path.iterdir())
+
+
+def test_recover_directory_undoes_a_kill_between_the_fallbacks_renames(tmp_path):
+    from tfmargin.atomic import recover_directory
+
+    path = tmp_path / "backup"
+    old = tmp_path / "backup.old-4242"  # moved aside, then the process died
+    old.mkdir()
+    (old / "training_metadata.json").write_text('{"epoch": 3}')
+    assert recover_directory(path)
+    assert (path / "training_metadata.json").read_text() == '{"epoch": 3}'
+    assert not old.exists()
+    (tmp_path / "backup.old-7").mkdir()  # a stale copy beside a present directory
+    assert not recover_directory(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["backup"]
+    assert not recover_directory(tmp_path / "missing" / "backup")

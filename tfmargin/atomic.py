@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 
 
 @contextlib.contextmanager
@@ -54,9 +55,9 @@ class AllOrNothing:
 @contextlib.contextmanager
 def atomic_directory(path, staging=None, create=False):
     """Yield a staging directory beside `path` (default `path.tmp-PID`; created when `create`);
-    on success it takes `path`'s place (an old `path` is moved aside first and removed after),
-    on any error it is removed and `path` stays as it was. A staging directory left by a killed
-    run is ours by its name and is removed first."""
+    on success it takes `path`'s place (replace_directory), on any error it is removed and
+    `path` stays as it was. A staging directory of that name left by a killed run is removed
+    first (a single writer should name a fixed `staging`, so that a rerun finds it)."""
     path = os.path.abspath(os.fspath(path))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = os.path.abspath(staging) if staging else f"{path}.tmp-{os.getpid()}"
@@ -97,20 +98,37 @@ def replace_directory(tmp, path):
 
 
 def _exchange(a, b):
-    """Swap the names `a` and `b` atomically; False where the system cannot."""
+    """Swap the names `a` and `b` atomically; False where the system cannot (not Linux, a libc
+    without renameat2, a file system such as NFS that refuses the flag: EINVAL). Any other
+    failure is left to the fallback's plain renames, which report it."""
+    if not sys.platform.startswith("linux"):
+        return False
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError, TypeError):
         return False
     at_fdcwd, rename_exchange = -100, 2
     renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
                           ctypes.c_uint]
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    errno = ctypes.get_errno()
-    if errno in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: this file system or kernel cannot
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def recover_directory(path):
+    """After a kill inside replace_directory's fallback (between its two renames), `path` is
+    missing and its previous contents are `path.old-PID`: put them back. Leftover `.old-PID`
+    copies beside an existing `path` are removed. Returns True when it restored one."""
+    path = os.path.abspath(os.fspath(path))
+    parent, name = os.path.split(path)
+    if not os.path.isdir(parent):
         return False
-    raise OSError(errno, os.strerror(errno), f"{a} <-> {b}")
+    old = sorted(os.path.join(parent, n) for n in os.listdir(parent)
+                 if n.startswith(name + ".old-"))
+    restored = False
+    if old and not os.path.exists(path):
+        os.replace(old.pop(), path)
+        restored = True
+    for stale in old:
+        shutil.rmtree(stale, ignore_errors=True)
+    return restored

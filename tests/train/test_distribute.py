@@ -203,7 +203,13 @@ MW_WORKER = textwrap.dedent("""
 
     class Slow(keras.callbacks.Callback):  # time for the test to kill a worker mid-run
         def on_epoch_end(self, epoch, logs=None):
-            time.sleep(float(sys.argv[3]))
+            if float(sys.argv[3]) < 0 and r_is_chief():  # a chief-only write fails
+                raise OSError("No space left on device")
+            time.sleep(abs(float(sys.argv[3])))
+
+    def r_is_chief():
+        import os
+        return json.loads(os.environ["TF_CONFIG"])["task"]["index"] == 0
 
     r = train(config, callbacks=[Slow()])
     # what this worker's input pipeline reads: the stream train() built, from the start
@@ -333,6 +339,17 @@ def test_two_multi_worker_workers_train_resume_and_agree(tiny_config, tmp_path):
     assert max(float(np.max(np.abs(x - y))) for x, y in zip(resumed, _weights(k[1]))) == 0.0
     for x, y in zip(resumed, a):  # where the uninterrupted run ended
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+
+    # a callback failing on the chief alone (its disk full) stops both, neither waits
+    procs = _start_workers(config.replace(output_dir=str(tmp_path / "full")).to_dict(),
+                           [tmp_path / f"full-{i}.npz" for i in range(2)], -1)
+    try:
+        errors = [p.communicate(timeout=240)[1] for p in procs]
+    finally:
+        _end(procs)
+    assert [p.returncode != 0 for p in procs] == [True, True]
+    assert "No space left on device" in errors[0]
+    assert "a callback failed on another worker" in errors[1]
     with open(tmp_path / "killed" / "history.csv") as f:
         assert len(f.read().splitlines()) == 1 + 3  # epoch 0, then 1 and 2 after the resume
     assert not metadata.exists()

@@ -83,6 +83,37 @@ def test_a_killed_run_resumes_and_matches_an_uninterrupted_one(tiny_config, tmp_
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_run_killed_while_saving_its_models_keeps_its_backup(tiny_config, tmp_path,
+                                                                monkeypatch):
+    """The backup goes only after the final models are saved: a kill while saving them leaves
+    the last epoch's backup, and the rerun trains nothing and saves the same model. A staging
+    directory left by a kill during a backup write is replaced, never left to pile up."""
+    from tfmargin.train import loop
+
+    config = tiny_config.replace(steps=4, steps_per_epoch=2, output_dir=str(tmp_path / "run"))
+    real = loop._save_model
+
+    def killed(model, path):
+        if path.endswith("classifier.keras"):
+            raise KeyboardInterrupt("killed while saving")
+        return real(model, path)
+
+    monkeypatch.setattr(loop, "_save_model", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, log=lambda *_: None)
+    monkeypatch.undo()
+    backup = tmp_path / "run" / "backup"
+    assert json.loads((backup / "training_metadata.json").read_text())["epoch"] == 2
+    saved = keras.saving.load_model(tmp_path / "run" / "backbone.keras", compile=False)
+    (tmp_path / "run" / "backup.tmp").mkdir()  # a kill inside the next backup write
+    again = train(config, log=lambda *_: None)
+    assert again.start_step == 4 and again.history == {}  # nothing left to train
+    for a, b in zip(saved.get_weights(), again.backbone.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert sorted(os.listdir(tmp_path / "run")) == ["backbone.keras", "classifier.keras",
+                                                    "config.json", "history.csv"]
+
+
 DETERMINISM_SCRIPT = """
 import json, sys
 import keras, numpy as np

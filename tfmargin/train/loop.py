@@ -25,7 +25,7 @@ import os
 
 import keras
 
-from tfmargin.atomic import atomic_path, write_json
+from tfmargin.atomic import atomic_path, recover_directory, write_json
 from tfmargin.train import strategy as strategies
 from tfmargin.train import workers
 from tfmargin.train.build import build_student, build_teacher
@@ -42,7 +42,8 @@ class TrainResult:
     head: keras.layers.Layer
     history: dict            # this invocation's Keras history {metric: [per epoch]}
     best: dict | None        # best validation {"step", "accuracy", "set", "backbone"}
-    paths: dict              # {"config", "backbone", "classifier", "best_backbone"?, "best"?, "history"}
+    paths: dict              # {"config", "backbone", "classifier", "best_backbone"?, "best"?,
+                             #  "history"}; {} in a process that does not write (multi-worker)
     start_step: int = 0      # > 0 when this invocation resumed an interrupted run
     stats: object = None     # the tf.data stream's PipelineStats: corrupt images skipped, named
     strategy: object = None  # the tf.distribute strategy / keras.distribution it ran under
@@ -61,7 +62,9 @@ def load_signal(config):
         raise ConfigError(f"teacher_signal: {e}") from None
 
 
-def _resume_epoch(backup_dir):
+def _resume_epoch(backup_dir, writer=True):
+    if writer:  # undo a kill between the two renames of a backup (NFS); one process does it
+        recover_directory(backup_dir)
     path = os.path.join(backup_dir, "training_metadata.json")
     if not os.path.exists(path):
         return 0
@@ -119,7 +122,7 @@ def _train(config, signal, data, callbacks, log):
     if writer:
         write_json(paths["config"], config.to_dict())
     backup_dir = os.path.join(out, "backup")
-    start_epoch = _resume_epoch(backup_dir)
+    start_epoch = _resume_epoch(backup_dir, writer)
     start_step = start_epoch * config.steps_per_epoch
     if start_step:
         log(f"resuming {out} at step {start_step} (epoch {start_epoch})")
@@ -134,7 +137,9 @@ def _train(config, signal, data, callbacks, log):
     guard = StopOnNaN(divergence_advice(config), start_step, log=log)
     selection = _verification(config, built, out, paths, local=multi_worker, writer=writer)
     # the verification callback writes val_* into the epoch's logs: it runs before the logger
-    cbs = [workers.ChiefBackup(backup_dir, writer=writer, save_freq="epoch"), guard, *selection]
+    # the backup outlives fit: it goes only once the final models are saved
+    cbs = [workers.ChiefBackup(backup_dir, writer=writer, save_freq="epoch",
+                               delete_checkpoint=False), guard, *selection]
     if writer:
         cbs.append(keras.callbacks.CSVLogger(paths["history"], append=True))
     if stats is not None:
@@ -153,19 +158,20 @@ def _train(config, signal, data, callbacks, log):
                                   shuffle=False, callbacks=cbs, verbose=config.verbose)
     if guard.message:
         raise TrainingDiverged(guard.message)
+    if stats is not None and stats.skipped:  # this process's stream's
+        log(f"skipped {stats.skipped} corrupt image(s) in all: "
+            + "; ".join(stats.skipped_records[:20])
+            + ("; ..." if len(stats.skipped_records) > 20 else ""))
     if not writer:  # the writer's files: this process has none of its own
         return TrainResult(built.model, built.backbone, built.head, fit.history, None, {},
                            start_step, stats, strategy)
     _save_model(built.backbone, paths["backbone"])
     _save_model(built.model, paths["classifier"])
+    workers.ChiefBackup.remove(backup_dir)
     best = selection[1].best() if len(selection) > 1 else None
     if best is None:
         paths.pop("best_backbone", None)
         paths.pop("best", None)
-    if stats is not None and stats.skipped:
-        log(f"skipped {stats.skipped} corrupt image(s) in all: "
-            + "; ".join(stats.skipped_records[:20])
-            + ("; ..." if len(stats.skipped_records) > 20 else ""))
     return TrainResult(built.model, built.backbone, built.head, fit.history, best, paths,
                        start_step, stats, strategy)
 

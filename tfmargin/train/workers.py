@@ -41,8 +41,10 @@ def fit(model, dataset, *, strategy, epochs, steps_per_epoch, initial_epoch=0, c
     # (output_dir not shared) would otherwise train other weights, and hang at the end.
     low, high = agree(initial_epoch)
     if low != high:
-        raise RuntimeError(f"multi_worker: the workers resume at different epochs ({low} and "
-                           f"{high}); output_dir must be one directory that every worker sees")
+        from tfmargin.train.config import ConfigError
+
+        raise ConfigError(f"output_dir: the workers resume at different epochs ({low} and "
+                          f"{high}); it must be one directory that every worker sees")
     iterator = iter(dataset)
     model.stop_training = False
     cbs.on_train_begin()
@@ -53,11 +55,11 @@ def fit(model, dataset, *, strategy, epochs, steps_per_epoch, initial_epoch=0, c
         for batch in range(steps_per_epoch):
             cbs.on_train_batch_begin(batch)
             logs = {k: float(v) for k, v in step(iterator).items()}
-            cbs.on_train_batch_end(batch, logs)
+            _telling_others(agree, cbs.on_train_batch_end, batch, logs)
             if _stop(model, agree):
                 break
         epoch_logs = dict(logs)
-        cbs.on_epoch_end(epoch, epoch_logs)
+        _telling_others(agree, cbs.on_epoch_end, epoch, epoch_logs)
         logs = epoch_logs
         if _stop(model, agree):
             break
@@ -65,10 +67,28 @@ def fit(model, dataset, *, strategy, epochs, steps_per_epoch, initial_epoch=0, c
     return history
 
 
+FAILED = 2  # agreed instead of a stop flag by a worker whose callback raised
+
+
+def _telling_others(agree, hook, *args):
+    """Run a callback hook; if it raises (a chief-only write: the backup, the history, the best
+    model), first tell the other workers, who are about to agree on whether to stop and would
+    otherwise wait for this one for ever."""
+    try:
+        hook(*args)
+    except BaseException:
+        agree(FAILED)
+        raise
+
+
 def _stop(model, agree):
     """A callback on one worker (the chief's validation, a user's EarlyStopping) may stop
     training: all stop then, or the others would wait for it in the next step."""
-    model.stop_training = bool(agree(int(model.stop_training))[1])
+    decision = agree(int(model.stop_training))[1]
+    if decision >= FAILED:
+        raise RuntimeError("multi_worker: a callback failed on another worker (its log says "
+                           "why); this one stops with it")
+    model.stop_training = bool(decision)
     return model.stop_training
 
 
@@ -105,6 +125,7 @@ def _step_function(model, strategy, tf):
         replica = tf.distribute.get_replica_context()
         # one collective for the logs (scalars: Keras' own reduce takes axis 0 and fails on
         # them) and the statistics together
+        logs = {k: tf.cast(v, "float32") for k, v in logs.items()}  # one pack, one dtype
         logs, averaged = replica.all_reduce(mean, (logs, [tf.identity(v.value)
                                                           for v in statistics]))
         for v, value in zip(statistics, averaged):
@@ -159,10 +180,13 @@ def copy_weights(source, target):
 
 class ChiefBackup(keras.callbacks.BackupAndRestore):
     """BackupAndRestore for one or several workers: every worker restores from `backup_dir`,
-    only the chief (`writer=True`) writes and removes it. A backup is written whole into a
-    staging directory that then takes `backup_dir`'s place (atomic.replace_directory), so a
-    kill at any moment leaves the previous backup or the new one, never new weights beside an
-    old epoch. Same files as Keras' BackupAndRestore: older runs' backups resume."""
+    only the chief (`writer=True`) writes it. A backup is written whole into `backup_dir.tmp`
+    that then takes `backup_dir`'s place (atomic.replace_directory: one atomic exchange on
+    Linux's local file systems; on NFS two renames, and a kill between them is undone by
+    atomic.recover_directory before the next run reads the backup), so a resumed run never
+    finds new weights beside an old epoch. Same files as Keras' BackupAndRestore: older runs'
+    backups resume. Construct it with delete_checkpoint=False and remove the backup only once
+    the run's final models are saved."""
 
     def __init__(self, backup_dir, writer=True, **kwargs):
         super().__init__(backup_dir, **kwargs)
@@ -175,7 +199,8 @@ class ChiefBackup(keras.callbacks.BackupAndRestore):
 
         from tfmargin.atomic import atomic_directory, write_json
 
-        with atomic_directory(self.backup_dir, create=True) as stage:
+        with atomic_directory(self.backup_dir, staging=self.backup_dir + ".tmp",
+                              create=True) as stage:
             self.model.save_weights(os.path.join(stage, os.path.basename(self._weights_path)))
             write_json(os.path.join(stage, os.path.basename(self._training_metadata_path)),
                        {"epoch": self._current_epoch, "batch": self._last_batch_seen})
@@ -183,3 +208,11 @@ class ChiefBackup(keras.callbacks.BackupAndRestore):
     def on_train_end(self, logs=None):
         if self.writer:
             super().on_train_end(logs)
+
+    @staticmethod
+    def remove(backup_dir):
+        """The finished run's backup, once its models are saved."""
+        import shutil
+
+        shutil.rmtree(backup_dir, ignore_errors=True)
+        shutil.rmtree(backup_dir + ".tmp", ignore_errors=True)
