@@ -237,7 +237,8 @@ def _free_ports(n):
     return ports
 
 
-def _start_workers(config, dumps, pause):
+def _two_workers(script, args=lambda i: ()):
+    """Two processes running `script` as the workers of one localhost cluster (TF_CONFIG)."""
     ports = _free_ports(2)
     procs = []
     for i in range(2):
@@ -245,10 +246,14 @@ def _start_workers(config, dumps, pause):
                      "task": {"type": "worker", "index": i}}
         env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2",
                "TF_CONFIG": json.dumps(tf_config), "PYTHONPATH": ROOT}
-        procs.append(subprocess.Popen(
-            [sys.executable, "-c", MW_WORKER, json.dumps(config), str(dumps[i]), str(pause)],
-            cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        procs.append(subprocess.Popen([sys.executable, "-c", script, *args(i)], cwd=ROOT,
+                                      env=env, text=True, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE))
     return procs
+
+
+def _start_workers(config, dumps, pause):
+    return _two_workers(MW_WORKER, lambda i: (json.dumps(config), str(dumps[i]), str(pause)))
 
 
 def _results(procs):
@@ -419,20 +424,9 @@ def test_keras_fit_still_fails_under_two_multi_worker_processes():
     model fail in Keras' own fit (its pre-fit build reduces the first distributed batch; past
     that, its step reduces scalar logs along axis 0). When a Keras upgrade makes this pass,
     the loop can give way to fit."""
-    ports = _free_ports(2)
-    procs = []
-    for i in range(2):
-        tf_config = {"cluster": {"worker": [f"localhost:{p}" for p in ports]},
-                     "task": {"type": "worker", "index": i}}
-        env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2",
-               "TF_CONFIG": json.dumps(tf_config)}
-        procs.append(subprocess.Popen([sys.executable, "-c", KERAS_FIT], env=env, text=True,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-    for p in procs:
-        stdout, stderr = p.communicate(timeout=240)
-        assert p.returncode == 0 and "RESULT" in stdout, stderr[-2000:]
-        error = json.loads(stdout.split("RESULT", 1)[1])["error"]
+    for r in _results(_two_workers(KERAS_FIT)):
         # the pre-fit build's reduce of the first distributed batch, or (past it) the step's
         # reduce of scalar logs along axis 0
-        assert error and ("Attempt to convert a value (PerReplica" in error
-                          or "Invalid reduction dimension 0 for input with 0 dimensions" in error)
+        assert r["error"] and ("Attempt to convert a value (PerReplica" in r["error"] or
+                               "Invalid reduction dimension 0 for input with 0 dimensions"
+                               in r["error"])
