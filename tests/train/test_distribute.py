@@ -400,6 +400,89 @@ def test_the_multi_worker_loop_trains_as_keras_fit_does(tiny_config):
         assert v["max_weight_diff"] <= 1e-5, (method, v["max_weight_diff"])
 
 
+JAX_HOST = textwrap.dedent("""
+    import json, os, sys, hashlib
+    import numpy as np
+    from tests.train import tiny
+    tiny.register()
+    from tfmargin.train import TrainConfig, train, load_signal
+    from tfmargin.train.loop import training_stream
+    config = TrainConfig(**json.loads(sys.argv[1]))
+    r = train(config, log=lambda *_: None)
+    import jax
+    from tfmargin.train import ConfigError
+    try:
+        train(config.replace(strategy="model_parallel", output_dir=config.output_dir + "-mp"))
+        refused = None
+    except ConfigError as e:
+        refused = str(e)
+    # what this host's input pipeline feeds: Keras' per-host share of the stream train() built
+    stream = r.strategy.distribute_dataset(training_stream(config, load_signal(config),
+                                                           r.strategy, num_classes=14))
+    images = next(iter(stream))[0]["image"]
+    seen = [hashlib.sha1(np.asarray(im).tobytes()).hexdigest() for im in images.numpy()]
+    head = getattr(r.head, "head", r.head)
+    weights = r.backbone.get_weights() + [np.asarray(head.centers.value)]
+    np.savez(sys.argv[2], *weights)
+    print("RESULT" + json.dumps({"host": jax.process_index(), "hosts": jax.process_count(),
+                                 "paths": r.paths, "loss": r.history["loss"], "seen": seen,
+                                 "val": r.history.get("val_accuracy"), "refused": refused}))
+""")
+
+
+@pytest.mark.slow
+def test_jax_over_two_host_processes(tiny_config, tmp_path):
+    """keras.distribution across two JAX processes on localhost (jax.distributed through the
+    KERAS_DISTRIBUTION_* variables, gloo collectives on CPU), MarginDistillation under
+    data_parallel with val.bin: the hosts feed
+    different images, end with the same weights and losses, process 0 alone writes the run's
+    files (the other saves into a scratch directory it removes), and the validation accuracy
+    it logged is what the saved best backbone scores in a single process. model_parallel over
+    the two hosts is refused: Keras cannot save centers sharded across hosts."""
+    config = tiny_config.replace(strategy="data_parallel", steps=4, steps_per_epoch=2,
+                                 lr_steps=(2,), output_dir=str(tmp_path / "run"),
+                                 val_bin=os.path.join(tiny_config.data, "val.bin"),
+                                 eval_every=4).to_dict()
+    port = _free_ports(1)[0]
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    procs = []
+    for i in range(2):
+        env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
+               "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ROOT, "TMPDIR": str(scratch),
+               "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"localhost:{port},localhost:{port}",
+               "KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": str(i)}
+        env.pop("XLA_FLAGS", None)
+        procs.append(subprocess.Popen(
+            [sys.executable, "-c", JAX_HOST, json.dumps(config), str(tmp_path / f"w{i}.npz")],
+            cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    first, second = _results(procs)
+    assert (first["host"], second["host"], first["hosts"]) == (0, 1, 2)
+    assert first["loss"] == pytest.approx(second["loss"], rel=1e-6)
+    assert all(v == v and abs(v) < 1e6 for v in first["loss"])
+    assert len(first["seen"]) == len(second["seen"]) == 5  # batch 10 over 2 hosts
+    assert not set(first["seen"]) & set(second["seen"])
+    a, b = _weights(tmp_path / "w0.npz"), _weights(tmp_path / "w1.npz")
+    assert max(float(np.max(np.abs(x - y))) for x, y in zip(a, b)) == 0.0
+    assert second["paths"] == {} and not list(scratch.iterdir())
+    assert first["refused"] == second["refused"] and first["refused"].startswith(
+        "strategy: model_parallel over 2 hosts is not supported")
+    assert not os.path.exists(tmp_path / "run-mp")
+    assert sorted(os.listdir(tmp_path / "run")) == [
+        "backbone.keras", "best.json", "best_backbone.keras", "classifier.keras", "config.json",
+        "history.csv"]
+    from tfmargin.evaluate import evaluate_sets, load_sets
+    from tfmargin.models import load_model
+
+    best = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert best["step"] == 4 and first["val"][-1] == pytest.approx(best["accuracy"])
+    saved = load_model(tmp_path / "run" / "best_backbone.keras")
+    for x, y in zip(saved.get_weights(), a):
+        np.testing.assert_array_equal(x, y)
+    here = evaluate_sets(saved, load_sets({"val": config["val_bin"]}))["val"]
+    assert here.accuracy == pytest.approx(best["accuracy"], abs=1e-9)
+
+
 def test_multi_worker_refuses_what_would_hang_or_not_split(tiny_config, tmp_path):
     """Refused before any strategy or file exists: mixed_float16 (its loss scaling skips a
     step on one worker alone) and inputs that cannot be split over workers."""

@@ -22,6 +22,7 @@ import dataclasses
 import functools
 import json
 import os
+import shutil
 
 import keras
 
@@ -119,10 +120,19 @@ def _train(config, signal, data, callbacks, log):
              "classifier": os.path.join(out, "classifier.keras"),
              "history": os.path.join(out, "history.csv")}
     writer = strategies.is_writer(strategy)  # one process writes the run's files
+    # JAX hosts other than the writer still take every save (a collective) into a scratch
+    # directory of their own, removed at the end
+    scratch = None
+    if not writer and strategies.saves_are_collective(strategy):
+        import tempfile
+
+        scratch = tempfile.mkdtemp(prefix="tfmargin-host-")
     if writer:
         write_json(paths["config"], config.to_dict())
     backup_dir = os.path.join(out, "backup")
     start_epoch = _resume_epoch(backup_dir, writer)
+    if strategies.hosts() > 1:  # a host that cannot see the backup would train other weights
+        strategies.same_on_every_host(start_epoch, f"output_dir {out}: the epoch to resume at")
     start_step = start_epoch * config.steps_per_epoch
     if start_step:
         log(f"resuming {out} at step {start_step} (epoch {start_epoch})")
@@ -135,11 +145,14 @@ def _train(config, signal, data, callbacks, log):
         data = training_stream(config, signal, strategy, start_step, num_classes, stats)
 
     guard = StopOnNaN(divergence_advice(config), start_step, log=log)
-    selection = _verification(config, built, out, paths, local=multi_worker, writer=writer)
+    selection = _verification(config, built, out, paths, local=multi_worker, writer=writer,
+                              scratch=scratch)
     # the verification callback writes val_* into the epoch's logs: it runs before the logger
     # the backup outlives fit: it goes only once the final models are saved
     cbs = [workers.ChiefBackup(backup_dir, writer=writer, save_freq="epoch",
-                               delete_checkpoint=False), guard, *selection]
+                               delete_checkpoint=False,
+                               scratch=scratch and os.path.join(scratch, "backup")),
+           guard, *selection]
     if writer:
         cbs.append(keras.callbacks.CSVLogger(paths["history"], append=True))
     if stats is not None:
@@ -163,6 +176,10 @@ def _train(config, signal, data, callbacks, log):
             + "; ".join(stats.skipped_records[:20])
             + ("; ..." if len(stats.skipped_records) > 20 else ""))
     if not writer:  # the writer's files: this process has none of its own
+        if scratch:
+            _save_model(built.backbone, os.path.join(scratch, "backbone.keras"))
+            _save_model(built.model, os.path.join(scratch, "classifier.keras"))
+            shutil.rmtree(scratch, ignore_errors=True)
         return TrainResult(built.model, built.backbone, built.head, fit.history, None, {},
                            start_step, stats, strategy)
     _save_model(built.backbone, paths["backbone"])
@@ -210,13 +227,13 @@ def training_stream(config, signal, strategy, start_step=0, num_classes=None, st
     return strategy.distribute_datasets_from_function(per_pipeline)
 
 
-def _verification(config, built, out, paths, local=False, writer=True):
+def _verification(config, built, out, paths, local=False, writer=True, scratch=None):
     """[VerificationCallback, SelectionRecord] when validation / test sets are given.
     `local` (multi_worker): only the writer evaluates, on a copy of the backbone outside the
     strategy kept in step before each evaluation (Keras' predict there is a collective all
     workers would have to join); every worker still loads the sets, so that a bad one stops
     them all before the first step. Other non-writers (JAX hosts, one program) evaluate but
-    save nothing."""
+    save into `scratch` (saving is a collective there)."""
     if not config.val_bin and not config.test_bins:
         return []
     from tfmargin.evaluate import VerificationCallback
@@ -239,8 +256,9 @@ def _verification(config, built, out, paths, local=False, writer=True):
     verification = VerificationCallback(
         bins, every_n_steps=config.eval_every, select_on=select_on,
         embedding_model=embedding_model, batch_size=config.eval_batch_size,
-        best_path=paths.get("best_backbone"), restore_best=False, verbose=config.verbose,
-        sync=sync)
+        best_path=paths.get("best_backbone") if writer else (
+            scratch and select_on and os.path.join(scratch, "best_backbone.keras")),
+        restore_best=False, verbose=config.verbose and writer, sync=sync)
     if not writer:
         return [] if local else [verification]
     if not select_on:

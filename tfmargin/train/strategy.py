@@ -71,6 +71,13 @@ def keras_distribution(name, devices=None):
     devices = list(devices or keras.distribution.list_devices())
     if name == "data_parallel":
         return keras.distribution.DataParallel(devices=devices)
+    if hosts() > 1:
+        # Keras saves a model by reading each weight whole on one process: centers split over
+        # several hosts' devices cannot be read there (tested with two host processes)
+        raise ConfigError(f"strategy: model_parallel over {hosts()} hosts is not supported: "
+                          f"Keras {keras.__version__} cannot save class centers sharded across "
+                          "hosts; use data_parallel (with --sample_rate for many classes) or "
+                          "model_parallel on one host's devices")
     mesh = keras.distribution.DeviceMesh((len(devices),), [MESH_AXIS], devices)
     layout = keras.distribution.LayoutMap(mesh)
     layout[CENTERS] = (None, MESH_AXIS)
@@ -79,7 +86,31 @@ def keras_distribution(name, devices=None):
 
 @functools.cache
 def _initialize_hosts():
+    import jax
+
+    # CPU hosts (and the tests' localhost processes) need a collectives implementation;
+    # accelerators bring their own and ignore this
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     keras.distribution.initialize()  # once per process
+
+
+def saves_are_collective(strategy):
+    """Under keras.distribution over several JAX hosts, reading a weight to save it is a step
+    every process takes together: each process then saves, and only the writer keeps it."""
+    return is_keras_distribution(strategy) and hosts() > 1
+
+
+def same_on_every_host(value, what):
+    """`value` (an int) from every JAX host; ConfigError naming `what` when they differ."""
+    if hosts() == 1:
+        return
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    values = np.asarray(multihost_utils.process_allgather(np.asarray(value, np.int64)))
+    if values.min() != values.max():
+        raise ConfigError(f"{what}: the hosts differ ({values.min()} and {values.max()}); "
+                          "it must be one directory that every host sees")
 
 
 def is_writer(strategy):

@@ -188,19 +188,20 @@ class ChiefBackup(keras.callbacks.BackupAndRestore):
     backups resume. Construct it with delete_checkpoint=False and remove the backup only once
     the run's final models are saved."""
 
-    def __init__(self, backup_dir, writer=True, **kwargs):
+    def __init__(self, backup_dir, writer=True, scratch=None, **kwargs):
         super().__init__(backup_dir, **kwargs)
-        self.writer = writer
+        self.writer, self.scratch = writer, scratch
 
     def _save_model(self):
-        if not self.writer:
+        # a non-writer JAX host saves too (reading the weights is a collective), to `scratch`
+        target = self.backup_dir if self.writer else self.scratch
+        if target is None:
             return
         import os
 
         from tfmargin.atomic import atomic_directory, write_json
 
-        with atomic_directory(self.backup_dir, staging=self.backup_dir + ".tmp",
-                              create=True) as stage:
+        with atomic_directory(target, staging=target + ".tmp", create=True) as stage:
             self.model.save_weights(os.path.join(stage, os.path.basename(self._weights_path)))
             write_json(os.path.join(stage, os.path.basename(self._training_metadata_path)),
                        {"epoch": self._current_epoch, "batch": self._last_batch_seen})
