@@ -53,6 +53,18 @@ class StopOnNaN(keras.callbacks.TerminateOnNaN):
             self.model.stop_training = True
 
 
+def restore_best(verification, path, backbone_path):
+    """Hand a resumed run's verification callback the best so far from the record at `path`
+    (when its backbone exists too); returns that step, or None."""
+    if not (os.path.exists(path) and os.path.exists(backbone_path)):
+        return None
+    with open(path) as f:
+        best = json.load(f)
+    verification.best_accuracy = best["accuracy"]
+    verification.best_step = best["step"]
+    return best["step"]
+
+
 class SelectionRecord(keras.callbacks.Callback):
     """Writes `path` (JSON: step, accuracy, set, backbone file) whenever the verification
     callback finds a new best, and hands a resumed run's callback the best so far so that a
@@ -61,14 +73,7 @@ class SelectionRecord(keras.callbacks.Callback):
     def __init__(self, verification, path, backbone_path):
         super().__init__()
         self.verification, self.path, self.backbone_path = verification, path, backbone_path
-        self._written = None
-        if os.path.exists(path):
-            with open(path) as f:
-                best = json.load(f)
-            if os.path.exists(backbone_path):
-                verification.best_accuracy = best["accuracy"]
-                verification.best_step = best["step"]
-                self._written = best["step"]
+        self._written = restore_best(verification, path, backbone_path)
 
     def best(self):
         v = self.verification

@@ -22,7 +22,6 @@ import dataclasses
 import functools
 import json
 import os
-import shutil
 
 import keras
 
@@ -30,7 +29,8 @@ from tfmargin.atomic import atomic_path, recover_directory, write_json
 from tfmargin.train import strategy as strategies
 from tfmargin.train import workers
 from tfmargin.train.build import build_student, build_teacher
-from tfmargin.train.callbacks import SelectionRecord, StopOnNaN, TrainingDiverged, divergence_advice
+from tfmargin.train.callbacks import (SelectionRecord, StopOnNaN, TrainingDiverged,
+                                      divergence_advice, restore_best)
 from tfmargin.train.config import ConfigError, validate
 from tfmargin.train.determinism import determinism
 from tfmargin.train.inputs import check_classes, is_npz, training_data
@@ -120,19 +120,21 @@ def _train(config, signal, data, callbacks, log):
              "classifier": os.path.join(out, "classifier.keras"),
              "history": os.path.join(out, "history.csv")}
     writer = strategies.is_writer(strategy)  # one process writes the run's files
-    # JAX hosts other than the writer still take every save (a collective) into a scratch
-    # directory of their own, removed at the end
-    scratch = None
-    if not writer and strategies.saves_are_collective(strategy):
-        import tempfile
-
-        scratch = tempfile.mkdtemp(prefix="tfmargin-host-")
     if writer:
         write_json(paths["config"], config.to_dict())
     backup_dir = os.path.join(out, "backup")
     start_epoch = _resume_epoch(backup_dir, writer)
     if strategies.hosts() > 1:  # a host that cannot see the backup would train other weights
         strategies.same_on_every_host(start_epoch, f"output_dir {out}: the epoch to resume at")
+    # JAX hosts other than the writer still take every save, into a scratch directory of their
+    # own: measured with two host processes, process 0 saving alone during fit failed in JAX's
+    # cross-process check of a device_put. Removed at the end (or at exit, on an error).
+    scratch_dir = scratch = None
+    if not writer and strategies.saves_are_collective(strategy):
+        import tempfile
+
+        scratch_dir = tempfile.TemporaryDirectory(prefix="tfmargin-host-")
+        scratch = scratch_dir.name
     start_step = start_epoch * config.steps_per_epoch
     if start_step:
         log(f"resuming {out} at step {start_step} (epoch {start_epoch})")
@@ -179,7 +181,7 @@ def _train(config, signal, data, callbacks, log):
         if scratch:
             _save_model(built.backbone, os.path.join(scratch, "backbone.keras"))
             _save_model(built.model, os.path.join(scratch, "classifier.keras"))
-            shutil.rmtree(scratch, ignore_errors=True)
+            scratch_dir.cleanup()
         return TrainResult(built.model, built.backbone, built.head, fit.history, None, {},
                            start_step, stats, strategy)
     _save_model(built.backbone, paths["backbone"])
@@ -260,7 +262,12 @@ def _verification(config, built, out, paths, local=False, writer=True, scratch=N
             scratch and select_on and os.path.join(scratch, "best_backbone.keras")),
         restore_best=False, verbose=config.verbose and writer, sync=sync)
     if not writer:
-        return [] if local else [verification]
+        if local:
+            return []
+        if select_on:  # the best so far, as the writer's record has it (decisions must match)
+            restore_best(verification, os.path.join(out, "best.json"),
+                         os.path.join(out, "best_backbone.keras"))
+        return [verification]
     if not select_on:
         return [verification]
     return [verification, SelectionRecord(verification, paths["best"], paths["best_backbone"])]

@@ -86,17 +86,21 @@ def keras_distribution(name, devices=None):
 
 @functools.cache
 def _initialize_hosts():
+    import os
+
     import jax
 
-    # CPU hosts (and the tests' localhost processes) need a collectives implementation;
-    # accelerators bring their own and ignore this
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # collectives between CPU hosts (the tests' localhost processes): gloo, JAX's default
+    # today, named so that a changed default cannot break it; a user's choice stands
+    if not os.environ.get("JAX_CPU_COLLECTIVES_IMPLEMENTATION"):
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
     keras.distribution.initialize()  # once per process
 
 
 def saves_are_collective(strategy):
-    """Under keras.distribution over several JAX hosts, reading a weight to save it is a step
-    every process takes together: each process then saves, and only the writer keeps it."""
+    """Under keras.distribution over several JAX hosts every process saves when the writer does
+    (measured: process 0 saving alone during fit failed in JAX's cross-process check of a
+    device_put), and only the writer keeps what it saved."""
     return is_keras_distribution(strategy) and hosts() > 1
 
 
