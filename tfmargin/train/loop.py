@@ -124,8 +124,8 @@ def _train(config, signal, data, callbacks, log):
         write_json(paths["config"], config.to_dict())
     backup_dir = os.path.join(out, "backup")
     start_epoch = _resume_epoch(backup_dir, writer)
-    if strategies.hosts() > 1:  # a host that cannot see the backup would train other weights
-        strategies.same_on_every_host(start_epoch, f"output_dir {out}: the epoch to resume at")
+    # JAX hosts: one that cannot see the backup would train other weights
+    strategies.same_on_every_host(start_epoch, f"output_dir {out}: the epoch to resume at")
     # JAX hosts other than the writer still take every save, into a scratch directory of their
     # own: measured with two host processes, process 0 saving alone during fit failed in JAX's
     # cross-process check of a device_put. Removed at the end (or at exit, on an error).
@@ -177,15 +177,15 @@ def _train(config, signal, data, callbacks, log):
         log(f"skipped {stats.skipped} corrupt image(s) in all: "
             + "; ".join(stats.skipped_records[:20])
             + ("; ..." if len(stats.skipped_records) > 20 else ""))
+    keep = out if writer else scratch  # a non-writer JAX host saves too, into its scratch
+    if keep:
+        _save_model(built.backbone, os.path.join(keep, "backbone.keras"))
+        _save_model(built.model, os.path.join(keep, "classifier.keras"))
     if not writer:  # the writer's files: this process has none of its own
-        if scratch:
-            _save_model(built.backbone, os.path.join(scratch, "backbone.keras"))
-            _save_model(built.model, os.path.join(scratch, "classifier.keras"))
+        if scratch_dir is not None:
             scratch_dir.cleanup()
         return TrainResult(built.model, built.backbone, built.head, fit.history, None, {},
                            start_step, stats, strategy)
-    _save_model(built.backbone, paths["backbone"])
-    _save_model(built.model, paths["classifier"])
     workers.ChiefBackup.remove(backup_dir)
     best = selection[1].best() if len(selection) > 1 else None
     if best is None:
@@ -248,8 +248,10 @@ def _verification(config, built, out, paths, local=False, writer=True, scratch=N
             raise ConfigError(f"test_bins: two sets are named {name!r} ({bins[name]}, {path})")
         bins[name] = path
     select_on = set_name(config.val_bin) if config.val_bin else None
+    keep = out if writer else scratch  # where the best backbone is saved (None: nowhere)
+    best_path = os.path.join(keep, "best_backbone.keras") if select_on and keep else None
     if select_on and writer:
-        paths["best_backbone"] = os.path.join(out, "best_backbone.keras")
+        paths["best_backbone"] = best_path
         paths["best"] = os.path.join(out, "best.json")
     embedding_model, sync = built.backbone, None
     if local and writer:
@@ -258,9 +260,7 @@ def _verification(config, built, out, paths, local=False, writer=True, scratch=N
     verification = VerificationCallback(
         bins, every_n_steps=config.eval_every, select_on=select_on,
         embedding_model=embedding_model, batch_size=config.eval_batch_size,
-        best_path=paths.get("best_backbone") if writer else (
-            scratch and select_on and os.path.join(scratch, "best_backbone.keras")),
-        restore_best=False, verbose=config.verbose and writer, sync=sync)
+        best_path=best_path, restore_best=False, verbose=config.verbose and writer, sync=sync)
     if not writer:
         if local:
             return []

@@ -19,7 +19,8 @@ JAX (keras.distribution):
   model_parallel  one device mesh axis "batch" over every device: the batch is split along it
                   and each head's class centers (D, C) are sharded along the class axis on it,
                   as insightface's arcface_torch shards its FC; the backbone is replicated.
-                  Partial FC then samples per shard (each device its own classes).
+                  Partial FC then samples per shard (each device its own classes). One
+                  host's devices only: Keras cannot save centers sharded across hosts.
 `default` is one device. Under JAX the global batch is fed whole and Keras shards it.
 """
 
