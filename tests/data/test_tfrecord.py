@@ -84,13 +84,14 @@ def test_pipeline_on_shards(small_rec, shards):
     assert "teacher" not in no_teacher.element_spec[0]
 
 
-@pytest.mark.parametrize("workers", [3, 2])  # file sharding (3), record sharding (2)
+@pytest.mark.parametrize("workers", [3, 2, 4])  # 3 files: by file (2, 3), by record (4)
 def test_sharding(shards, workers):
     parts = []
     for w in range(workers):
         ds = train_dataset(shards["dir"], 2, num_shards=workers, shard_index=w, seed=1,
                            drop_remainder=False)
         parts.append([image_index(x) for f, _ in ds for x in f["image"].numpy()])
+        assert ds.num_examples == len(parts[-1])  # what each worker reads, said up front
     assert sorted(sum(parts, [])) == list(range(40))
 
 

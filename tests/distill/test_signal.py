@@ -58,7 +58,7 @@ def tiny_teacher(num_classes, seed):
     bn.moving_mean.assign(rng.normal(size=8).astype("float32"))
     bn.moving_variance.assign(rng.uniform(0.2, 3, size=8).astype("float32"))
     head = model.get_layer("margin_head")
-    head.centers.assign(rng.normal(size=(DIM, num_classes)).astype("float32") * 3)
+    head.assign_centers(rng.normal(size=(DIM, num_classes)).astype("float32") * 3)
     return model
 
 

@@ -30,7 +30,7 @@ def reference_step(centers, student, teacher, labels):
 def _head(dim, classes, centers):
     head = AdaDistillHead(classes, scale=16.0, margin=0.5)
     head.build([(None, dim), (None,), (None, dim)])
-    head.centers.assign(centers)
+    head.assign_centers(centers)
     return head
 
 

@@ -99,7 +99,7 @@ def test_angular_head(rng):
     centers, labels, teacher, student = _centers_and_batch(rng)
     head = AngularDistillationHead(5, alpha=0.7)
     head.build([(None, 6), (None,), (None, 6)])
-    head.centers.assign(centers)
+    head.assign_centers(centers)
     logits, added = _added_loss(head, [student, labels, teacher])
     np.testing.assert_allclose(_np(logits), ref.margin_logits(student, centers, labels, 64.0, m2=0.5),
                                atol=2e-3)
@@ -113,7 +113,7 @@ def test_kd_heads(cls, margin, rng):
     head = cls(centers, scale=16.0, temperature=4.0, alpha=0.95)
     head.build([(None, 6), (None,), (None, 6)])
     own = rng.normal(size=centers.shape).astype("float32")
-    head.centers.assign(own)
+    head.assign_centers(own)
     z_s, added = _added_loss(head, [student, labels, teacher])
     plain_s = 16.0 * ref.unit(student, 1) @ ref.unit(own, 0)
     plain_t = 16.0 * ref.unit(teacher, 1) @ ref.unit(centers, 0)

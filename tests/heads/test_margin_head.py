@@ -21,7 +21,7 @@ MARGINS = {"arcface": (1.0, 0.5, 0.0), "cosface": (1.0, 0.0, 0.35), "sphereface"
 def _head(num_classes, centers, m, scale=64.0):
     head = MarginHead(num_classes, scale=scale, m1=m[0], m2=m[1], m3=m[2])
     head.build([(None, centers.shape[0]), (None,)])
-    head.centers.assign(centers)
+    head.assign_centers(centers)
     return head
 
 

@@ -120,7 +120,7 @@ def test_the_centers_product_is_computed_once(rng, monkeypatch):
     from tfmargin import margins
 
     calls = []
-    real = margins.cosine_logits
+    real = margins.cosine_to_rows
 
     def counting(*args):
         calls.append(1)
@@ -130,6 +130,6 @@ def test_the_centers_product_is_computed_once(rng, monkeypatch):
     emb = rng.normal(size=(4, 8)).astype(np.float32)
     labels = np.array([0, 1, 2, 3], np.int32)
     head([emb, labels])
-    monkeypatch.setattr(margins, "cosine_logits", counting)
+    monkeypatch.setattr(margins, "cosine_to_rows", counting)
     head([emb, labels], training=True)
     assert len(calls) == 1

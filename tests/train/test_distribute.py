@@ -78,10 +78,10 @@ JAX_SCRIPT = textwrap.dedent("""
                                   output_dir=f"{base.output_dir}-{method}-{strategy}")
             r = train(config, log=lambda *_: None)
             head = getattr(r.head, "head", r.head)
-            centers = head.centers.value
+            centers = head.center_rows.value  # (C, D): its sharding is the variable's
             runs[strategy] = {
                 "weights": [np.asarray(w) for w in r.backbone.get_weights()],
-                "centers": np.asarray(centers),
+                "centers": np.asarray(centers).T,
                 "shards": sorted({tuple(s.data.shape) for s in centers.addressable_shards}),
                 "devices": len({s.device for s in centers.addressable_shards}),
                 "spec": str(getattr(centers.sharding, "spec", None)),
@@ -164,11 +164,11 @@ def test_jax_data_and_model_parallel_on_four_fake_devices(eight_classes):
             assert v["max_weight_diff"] <= 1e-4 * max(1.0, v["max_weight"]), (method, strategy, v)
             assert v["max_center_diff"] <= 1e-4, (method, strategy, v)
             assert v["loss"] == pytest.approx(v["ref_loss"], rel=1e-4)
-        assert runs["default"]["shards"] == [[16, 8]] and runs["default"]["devices"] == 1
-        assert runs["model_parallel"]["shards"] == [[16, 2]]  # 8 classes over 4 devices
+        assert runs["default"]["shards"] == [[8, 16]] and runs["default"]["devices"] == 1
+        assert runs["model_parallel"]["shards"] == [[2, 16]]  # 8 classes over 4 devices
         assert runs["model_parallel"]["devices"] == 4
         assert "batch" in runs["model_parallel"]["spec"]
-    assert r["arcface"]["data_parallel"]["shards"] == [[16, 8]]  # replicated
+    assert r["arcface"]["data_parallel"]["shards"] == [[8, 16]]  # replicated
     assert r["arcface"]["data_parallel"]["devices"] == 4
 
 
@@ -254,6 +254,23 @@ def _two_workers(script, args=lambda i: ()):
 
 def _start_workers(config, dumps, pause):
     return _two_workers(MW_WORKER, lambda i: (json.dumps(config), str(dumps[i]), str(pause)))
+
+
+def _two_jax_hosts(script, args=lambda i: (), **env):
+    """The RESULTs of two processes running `script` as the hosts of one JAX run on localhost
+    (KERAS_DISTRIBUTION_* variables, CPU devices)."""
+    port = _free_ports(1)[0]
+    procs = []
+    for i in range(2):
+        host = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
+                "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ROOT, **env,
+                "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"localhost:{port},localhost:{port}",
+                "KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": str(i)}
+        host.pop("XLA_FLAGS", None)
+        procs.append(subprocess.Popen([sys.executable, "-c", script, *args(i)], cwd=ROOT,
+                                      env=host, text=True, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE))
+    return _results(procs)
 
 
 def _results(procs):
@@ -416,16 +433,17 @@ JAX_HOST = textwrap.dedent("""
         refused = None
     except ConfigError as e:
         refused = str(e)
-    # what this host's input pipeline feeds: Keras' per-host share of the stream train() built
-    stream = r.strategy.distribute_dataset(training_stream(config, load_signal(config),
-                                                           r.strategy, num_classes=14))
+    # what this host's input pipeline feeds: the stream train() built, through Keras
+    built = training_stream(config, load_signal(config), r.strategy, num_classes=14)
+    stream = r.strategy.distribute_dataset(built)
     images = next(iter(stream))[0]["image"]
     seen = [hashlib.sha1(np.asarray(im).tobytes()).hexdigest() for im in images.numpy()]
     head = getattr(r.head, "head", r.head)
-    weights = r.backbone.get_weights() + [np.asarray(head.centers.value)]
+    weights = r.backbone.get_weights() + [np.asarray(head.centers)]
     np.savez(sys.argv[2], *weights)
     print("RESULT" + json.dumps({"host": jax.process_index(), "hosts": jax.process_count(),
                                  "paths": r.paths, "loss": r.history["loss"], "seen": seen,
+                                 "examples": int(built.num_examples), "as_built": stream is built,
                                  "val": r.history.get("val_accuracy"), "refused": refused}))
 """)
 
@@ -434,8 +452,8 @@ JAX_HOST = textwrap.dedent("""
 def test_jax_over_two_host_processes(tiny_config, tmp_path):
     """keras.distribution across two JAX processes on localhost (jax.distributed through the
     KERAS_DISTRIBUTION_* variables, gloo collectives on CPU), MarginDistillation under
-    data_parallel with val.bin: the hosts feed
-    different images, end with the same weights and losses, process 0 alone writes the run's
+    data_parallel with val.bin: each host reads its own shard of the source and feeds
+    different images, the hosts end with the same weights and losses, process 0 alone writes the run's
     files (the other saves into a scratch directory it removes), and the validation accuracy
     it logged is what the saved best backbone scores in a single process. model_parallel over
     the two hosts is refused: Keras cannot save centers sharded across hosts."""
@@ -443,25 +461,24 @@ def test_jax_over_two_host_processes(tiny_config, tmp_path):
                                  lr_steps=(2,), output_dir=str(tmp_path / "run"),
                                  val_bin=os.path.join(tiny_config.data, "val.bin"),
                                  eval_every=4).to_dict()
-    port = _free_ports(1)[0]
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    procs = []
-    for i in range(2):
-        env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
-               "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ROOT, "TMPDIR": str(scratch),
-               "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"localhost:{port},localhost:{port}",
-               "KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": str(i)}
-        env.pop("XLA_FLAGS", None)
-        procs.append(subprocess.Popen(
-            [sys.executable, "-c", JAX_HOST, json.dumps(config), str(tmp_path / f"w{i}.npz")],
-            cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-    first, second = _results(procs)
+    first, second = _two_jax_hosts(JAX_HOST, lambda i: (json.dumps(config),
+                                                        str(tmp_path / f"w{i}.npz")),
+                                   TMPDIR=str(scratch))
     assert (first["host"], second["host"], first["hosts"]) == (0, 1, 2)
     assert first["loss"] == pytest.approx(second["loss"], rel=1e-6)
     assert all(v == v and abs(v) < 1e6 for v in first["loss"])
     assert len(first["seen"]) == len(second["seen"]) == 5  # batch 10 over 2 hosts
     assert not set(first["seen"]) & set(second["seen"])
+    # each host's pipeline reads its own shard of the source (not the whole stream, cut after)
+    from tfmargin.train import TrainConfig, load_signal
+    from tfmargin.train.inputs import training_data
+
+    one = TrainConfig(**config).replace(strategy="default")
+    whole = training_data(one, load_signal(one), num_classes=14).num_examples
+    assert first["as_built"] and second["as_built"]
+    assert 0 < first["examples"] < whole and first["examples"] + second["examples"] == whole
     a, b = _weights(tmp_path / "w0.npz"), _weights(tmp_path / "w1.npz")
     assert max(float(np.max(np.abs(x - y))) for x, y in zip(a, b)) == 0.0
     assert second["paths"] == {} and not list(scratch.iterdir())
@@ -481,6 +498,33 @@ def test_jax_over_two_host_processes(tiny_config, tmp_path):
         np.testing.assert_array_equal(x, y)
     here = evaluate_sets(saved, load_sets({"val": config["val_bin"]}))["val"]
     assert here.accuracy == pytest.approx(best["accuracy"], abs=1e-9)
+
+
+HOSTS_AGREE = textwrap.dedent("""
+    import json
+    import jax
+    from tfmargin.train import ConfigError
+    from tfmargin.train import strategy as strategies
+    strategies.keras_distribution("data_parallel")  # joins the hosts (jax.distributed)
+    strategies.same_on_every_host(3, "output_dir /shared: the epoch to resume at")
+    try:
+        strategies.same_on_every_host(jax.process_index(), "output_dir /x: the epoch to resume at")
+        error = None
+    except ConfigError as e:
+        error = str(e)
+    print("RESULT" + json.dumps({"host": jax.process_index(), "error": error}))
+""")
+
+
+@pytest.mark.slow
+def test_jax_hosts_that_would_resume_at_different_epochs_stop(tmp_path):
+    """The resume-epoch check over two JAX host processes: the same value passes; different
+    values (a host that cannot see the backup) stop every host with the same error."""
+    first, second = _two_jax_hosts(HOSTS_AGREE)
+    assert (first["host"], second["host"]) == (0, 1)
+    assert first["error"] == second["error"] == (
+        "output_dir /x: the epoch to resume at: the hosts differ (0 and 1); it must be one "
+        "directory that every host sees")
 
 
 def test_multi_worker_refuses_what_would_hang_or_not_split(tiny_config, tmp_path):

@@ -41,6 +41,30 @@ def test_coupled_sgd_is_mxnet_sgd_mom_update(rng, steps=300):
     assert [opt.decays(v) for v in variables] == [True, False, True, False, True, True]
 
 
+def test_coupled_sgd_takes_the_row_sparse_gradient_of_a_sampled_step(rng, steps=50):
+    """Partial FC under TensorFlow hands the centers' gradient over as IndexedSlices (the
+    sampled rows): the update is MXNet's rule on the same gradient made dense (momentum and
+    decay reach every row, as in arcface_torch)."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("IndexedSlices are TensorFlow's")
+    import tensorflow as tf
+
+    rows = keras.Variable(rng.normal(size=(10, 4)).astype("float32"), name="centers")
+    start = keras.ops.convert_to_numpy(rows).astype(np.float64)
+    opt = CoupledSGD(learning_rate=0.1, momentum=0.9, coupled_weight_decay=5e-3)
+    dense = []
+    for _ in range(steps):
+        index = np.sort(rng.choice(10, 3, replace=False))
+        values = rng.normal(scale=0.1, size=(3, 4))
+        g = np.zeros((10, 4))
+        g[index] = values
+        dense.append(g)
+        opt.apply([tf.IndexedSlices(tf.constant(values, tf.float32), tf.constant(index),
+                                    tf.constant([10, 4]))], [rows])
+    want = mxnet_sgd_mom_update(start, dense, 0.1, 0.9, 5e-3, True)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(rows), want, rtol=2e-5, atol=2e-5)
+
+
 @pytest.mark.backends
 @pytest.mark.slow
 def test_decay_strength_coupled_against_decoupled():
@@ -87,7 +111,7 @@ def test_exempt_variables_of_a_real_student_and_frozen_centers(tiny_config, sign
         else:
             np.testing.assert_allclose(w, w0 * shrink, rtol=1e-5, atol=1e-9, err_msg=v.path)
     assert {"kernel", "gamma", "beta", "alpha"} <= kinds  # PReLU's slope is "alpha" in Keras
-    frozen = built.head.centers
+    frozen = built.head.center_rows
     assert not frozen.trainable and all(v is not frozen for v in trainable)
 
 

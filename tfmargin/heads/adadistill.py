@@ -31,6 +31,7 @@ import keras
 from keras import ops
 
 from tfmargin import margins
+from tfmargin.heads import centers
 from tfmargin.heads.partial_fc import PartialFC
 
 LAMBDA_FLOOR = 1e-6
@@ -48,7 +49,7 @@ class AdaDistillHead(PartialFC, keras.layers.Layer):
             raise ValueError(f"{self.name}: num_classes must be >= 1, got {num_classes}")
         self.num_classes, self.scale, self.margin = int(num_classes), float(scale), float(margin)
         self.arcface = margins.CombinedMargin(1.0, self.margin, 0.0)
-        self.centers = None
+        self.center_rows = None
         self.init_sampling(sample_rate, sample_shards, sample_seed)
 
     def build(self, input_shape):
@@ -56,17 +57,16 @@ class AdaDistillHead(PartialFC, keras.layers.Layer):
         if teacher_dim is not None and dim is not None and teacher_dim != dim:
             raise ValueError(f"{self.name}: the student embeds into {dim} dimensions but the "
                              f"teacher into {teacher_dim}; AdaDistill needs one space")
-        self.centers = self.add_weight(
-            shape=(dim, self.num_classes), trainable=False, name="centers",
-            initializer=keras.initializers.RandomNormal(stddev=0.01))
+        self.center_rows = centers.add_rows(self, dim, self.num_classes,
+                                            initializer=keras.initializers.RandomNormal(stddev=0.01))
 
     def update_centers(self, inputs):
-        """The EMA step above, applied to `self.centers`; returns the per-sample w_i."""
+        """The EMA step above, applied to the center rows; returns the per-sample w_i."""
         embeddings, labels, teacher = inputs
         labels = margins.flat_labels(labels)
         s = ops.stop_gradient(margins.l2_normalize(ops.cast(embeddings, "float32")))
         t = ops.stop_gradient(margins.l2_normalize(ops.cast(teacher, "float32")))
-        own = ops.transpose(ops.take(self.centers, labels, axis=1))          # (B, D)
+        own = ops.take(self.center_rows, labels, axis=0)                     # (B, D)
         alpha = ops.clip(ops.sum(s * t, axis=-1), -1.0, 1.0)
         lam = ops.clip(margins.row_cosine(own, t), LAMBDA_FLOOR, 1.0)
         w = ops.clip(alpha * lam, LAMBDA_FLOOR, 1.0)[:, None]
@@ -77,8 +77,7 @@ class AdaDistillHead(PartialFC, keras.layers.Layer):
         same = ops.equal(labels[:, None], labels[None, :])
         last = ops.max(ops.where(same, position[None, :], -1), axis=1)
         new = ops.take(new, last, axis=0)
-        rows = ops.scatter_update(ops.transpose(self.centers), labels[:, None], new)
-        self.centers.assign(ops.transpose(rows))
+        self.center_rows.assign(ops.scatter_update(self.center_rows, labels[:, None], new))
         return w[:, 0]
 
     def call(self, inputs, training=None):

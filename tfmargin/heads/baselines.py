@@ -43,7 +43,7 @@ class AngularDistillationHead(MarginHead):
 
 
 @keras.saving.register_keras_serializable(package="tfmargin")
-class MarginKDHead(keras.layers.Layer):
+class MarginKDHead(frozen.CenterRows, keras.layers.Layer):
     """Margin-based softmax with temperature KD (Nekhaev et al., ICMV 2019), by its definition:
 
         (1 - alpha) * ArcFace CE(student)  +  alpha * T^2 * KL(softmax(z_t / T) || softmax(z_s / T))
@@ -58,6 +58,7 @@ class MarginKDHead(keras.layers.Layer):
     """
 
     OBJECTIVE = "internal"
+    ROW_WEIGHTS = ("center_rows", "teacher_rows")
 
     def __init__(self, centers=None, scale=64.0, margin=0.5, temperature=4.0, alpha=0.95,
                  num_classes=None, embedding_dim=None, **kwargs):
@@ -72,26 +73,32 @@ class MarginKDHead(keras.layers.Layer):
         self.scale, self.margin = float(scale), float(margin)
         self.temperature, self.alpha = float(temperature), float(alpha)
 
+    @property
+    def teacher_centers(self):
+        """The teacher's frozen centers as (D, C) (None before the head is built)."""
+        rows = getattr(self, "teacher_rows", None)
+        return None if rows is None else ops.transpose(rows)
+
     def build(self, input_shape):
         frozen.check_dims(self.name, self.embedding_dim, student=input_shape[0][-1],
                           teacher=input_shape[2][-1])
-        self.teacher_centers = frozen.add_frozen(self, self._initial_centers, self.embedding_dim,
-                                                 self.num_classes, name="teacher_centers")
+        self.teacher_rows = frozen.add_frozen(self, self._initial_centers, self.embedding_dim,
+                                              self.num_classes, name="teacher_centers")
         self._initial_centers = None
-        self.centers = self.add_weight(
-            shape=(self.embedding_dim, self.num_classes),
-            initializer=keras.initializers.RandomNormal(stddev=0.01), name="centers")
+        self.center_rows = frozen.add_rows(
+            self, self.embedding_dim, self.num_classes, trainable=True,
+            initializer=keras.initializers.RandomNormal(stddev=0.01))
 
     def call(self, inputs):
         embeddings, labels, teacher = inputs
         labels = margins.flat_labels(labels)
-        cos = margins.cosine_logits(embeddings, self.centers)
+        cos = margins.cosine_to_rows(embeddings, self.center_rows)
         margin_logits = margins.apply_margin(cos, labels, self.scale, m2=self.margin)
         hard = ops.mean(ops.sparse_categorical_crossentropy(labels, margin_logits, from_logits=True))
         # The soft term compares margin logits: the angular margin at the target class of the
         # student's and of the teacher's logits, before the temperature (what makes it
         # margin-based KD; with margin 0, HintonKDHead, it is Hinton's KD on cosine logits).
-        cos_t = margins.cosine_logits(ops.cast(teacher, "float32"), self.teacher_centers)
+        cos_t = margins.cosine_to_rows(ops.cast(teacher, "float32"), self.teacher_rows)
         z_t = ops.stop_gradient(margins.apply_margin(cos_t, labels, self.scale, m2=self.margin))
         soft = losses.kd_divergence(z_t, margin_logits, self.temperature)
         self.add_loss((1.0 - self.alpha) * hard + self.alpha * soft)
@@ -103,7 +110,8 @@ class MarginKDHead(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "scale": self.scale, "margin": self.margin,
                 "temperature": self.temperature, "alpha": self.alpha,
-                "num_classes": self.num_classes, "embedding_dim": self.embedding_dim}
+                "num_classes": self.num_classes, "embedding_dim": self.embedding_dim,
+                **self.center_config()}
 
 
 @keras.saving.register_keras_serializable(package="tfmargin")

@@ -26,8 +26,8 @@ class MarginDistillationHead(PartialFC, keras.layers.Layer):
     teacher cosine of a batch is <= 0 (a broken teacher) D_max is floored at 1e-6, which makes
     those margins very negative and their loss ~0 rather than NaN. No gradient flows through m_i.
 
-    `centers` (embedding_dim, num_classes) is held as a non-trainable weight: saved with the
-    model, never changed by training. Train with sparse categorical cross-entropy on the logits.
+    `centers` (embedding_dim, num_classes) is held as a non-trainable weight of (C, D) rows
+    (heads/centers.py): saved with the model, never changed by training. Train with sparse categorical cross-entropy on the logits.
     `sample_rate` < 1: Partial FC (heads/partial_fc.py); the margins are the same (they read
     each sample's own center), only the negatives are sampled.
     """
@@ -49,22 +49,22 @@ class MarginDistillationHead(PartialFC, keras.layers.Layer):
         self.d_max = d_max if d_max == "batch" else float(d_max)
         self.clip = bool(clip)
         self._initial_centers = centers
-        self.centers = None
+        self.center_rows = None
         self.init_sampling(sample_rate, sample_shards, sample_seed)
 
     def build(self, input_shape):
         frozen.check_dims(self.name, self.embedding_dim, student=input_shape[0][-1],
                           teacher=input_shape[2][-1])
-        self.centers = frozen.add_frozen(self, self._initial_centers, self.embedding_dim,
-                                         self.num_classes)
+        self.center_rows = frozen.add_frozen(self, self._initial_centers, self.embedding_dim,
+                                             self.num_classes)
         self._initial_centers = None  # the weight holds them now; free the host copy
 
     def margins(self, teacher_embeddings, labels):
         """Per-sample margins m_i, shape (batch,)."""
-        if self.centers is None:
+        if self.center_rows is None:
             raise ValueError(f"{self.name}: call or build the head before asking for margins")
         labels = margins.flat_labels(labels)
-        own_centers = ops.transpose(ops.take(self.centers, labels, axis=1))
+        own_centers = ops.take(self.center_rows, labels, axis=0)
         cos_t = margins.row_cosine(ops.cast(teacher_embeddings, "float32"), own_centers)
         return margins.teacher_margins(cos_t, self.m_max, self.m_min, self.d_max, self.clip,
                                        floor=self.D_MAX_FLOOR)

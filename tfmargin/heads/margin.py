@@ -4,6 +4,7 @@ import keras
 import numpy as np
 
 from tfmargin import margins
+from tfmargin.heads import centers
 from tfmargin.heads.partial_fc import PartialFC
 
 
@@ -22,6 +23,9 @@ class MarginHead(PartialFC, keras.layers.Layer):
 
     `sample_rate` < 1: Partial FC (heads/partial_fc.py); training steps compute logits for the
     batch's classes and a uniform sample of the others, returned target-first (B, 1 + K).
+
+    The centers are held as (C, D) rows in `center_rows` (heads/centers.py); `centers` reads
+    them as (D, C), `assign_centers` sets them from (D, C), as `initial_centers` is given.
     """
 
     def __init__(self, num_classes, scale=64.0, m1=1.0, m2=0.5, m3=0.0,
@@ -45,21 +49,17 @@ class MarginHead(PartialFC, keras.layers.Layer):
                 self._initial_centers.ndim != 2 or self._initial_centers.shape[1] != self.num_classes):
             raise ValueError(f"{self.name}: initial_centers must be (embedding_dim, "
                              f"{self.num_classes}), got shape {self._initial_centers.shape}")
-        self.centers = None
+        self.center_rows = None
         self.init_sampling(sample_rate, sample_shards, sample_seed)
 
     def build(self, input_shape):
-        embedding_shape = input_shape[0]
-        self.centers = self.add_weight(
-            shape=(embedding_shape[-1], self.num_classes), initializer=self.center_initializer,
-            trainable=True, name="centers")
-        if self._initial_centers is not None:
-            if self._initial_centers.shape[0] != embedding_shape[-1]:
-                raise ValueError(f"{self.name}: initial_centers are "
-                                 f"{self._initial_centers.shape[0]}-d, the embeddings "
-                                 f"{embedding_shape[-1]}-d")
-            self.centers.assign(self._initial_centers)
-            self._initial_centers = None
+        dim = input_shape[0][-1]
+        initial, self._initial_centers = self._initial_centers, None
+        if initial is not None and initial.shape[0] != dim:
+            raise ValueError(f"{self.name}: initial_centers are {initial.shape[0]}-d, the "
+                             f"embeddings {dim}-d")
+        self.center_rows = centers.add_rows(self, dim, self.num_classes, initial,
+                                            self.center_initializer, trainable=True)
 
     def call(self, inputs, training=None):
         return self.head_logits(inputs, training=training)

@@ -13,6 +13,7 @@ import keras
 from keras import ops
 
 from tfmargin import margins
+from tfmargin.heads.centers import CenterRows
 
 
 @keras.saving.register_keras_serializable(package="tfmargin")
@@ -37,11 +38,11 @@ def sampled_accuracy():
     return keras.metrics.MeanMetricWrapper(target_first_accuracy, name="accuracy")
 
 
-class PartialFC:
+class PartialFC(CenterRows):
     """Mixin of the center-holding heads (MarginHead, MarginDistillationHead, AdaDistillHead):
-    `head_logits` computes the cosines to all centers or to a sample of them and hands them to
-    the head's `logits_from_cosines(cos, inputs, margin_fraction, columns)`, `columns` saying
-    where each row's target sits among them."""
+    `head_logits` computes the cosines to all center rows or to a sample of them (heads/centers.py)
+    and hands them to the head's `logits_from_cosines(cos, inputs, margin_fraction, columns)`,
+    `columns` saying where each row's target sits among them."""
 
     def init_sampling(self, sample_rate=1.0, sample_shards=1, sample_seed=None):
         if not 0.0 < float(sample_rate) <= 1.0:
@@ -73,16 +74,17 @@ class PartialFC:
     def head_logits(self, inputs, margin_fraction=1.0, training=None):
         embeddings, labels = inputs[0], margins.flat_labels(inputs[1])
         if not self.samples:
-            cos = margins.cosine_logits(embeddings, self.centers)
+            cos = margins.cosine_to_rows(embeddings, self.center_rows)
             return self.logits_from_cosines(cos, inputs, margin_fraction)
         if training:
             batch = embeddings.shape[0]  # None when TensorFlow traces an unknown batch size
             index, columns = self.sample(labels, ops.shape(labels)[0] if batch is None
                                          else batch)
-            cos = margins.cosine_logits(embeddings, ops.take(self.centers, index, axis=1))
+            # whole rows: under TensorFlow the centers' gradient is the K rows (IndexedSlices)
+            cos = margins.cosine_to_rows(embeddings, ops.take(self.center_rows, index, axis=0))
         else:  # validation and evaluation: every class
             columns = labels
-            cos = margins.cosine_logits(embeddings, self.centers)
+            cos = margins.cosine_to_rows(embeddings, self.center_rows)
         logits = self.logits_from_cosines(cos, inputs, margin_fraction, columns=columns)
         return margins.target_first(logits, columns)
 
@@ -92,4 +94,4 @@ class PartialFC:
 
     def sampling_config(self):
         return {"sample_rate": self.sample_rate, "sample_shards": self.sample_shards,
-                "sample_seed": self.sample_seed}
+                "sample_seed": self.sample_seed, **self.center_config()}

@@ -54,6 +54,10 @@ class SoftmaxWarmup(keras.layers.Layer):
         return self.head.centers
 
     @property
+    def center_rows(self):
+        return self.head.center_rows
+
+    @property
     def scale(self):
         return self.head.scale
 
@@ -82,7 +86,7 @@ class SoftmaxWarmup(keras.layers.Layer):
         if hasattr(self.head, "head_logits"):  # every center-holding head: sampling included
             out = self.head.head_logits(inputs, self.margin_fraction(), training)
         else:
-            cos = margins.cosine_logits(inputs[0], self.head.centers)
+            cos = margins.cosine_to_rows(inputs[0], self.head.center_rows)
             out = self.head.logits_from_cosines(cos, inputs, self.margin_fraction())
         if training:
             self.step.assign(self.step + 1)

@@ -18,6 +18,11 @@ def cosine_logits(embeddings, centers):
     return ops.matmul(l2_normalize(embeddings, axis=1), l2_normalize(centers, axis=0))
 
 
+def cosine_to_rows(embeddings, rows):
+    """(B, D) x (C, D) -> (B, C): `cosine_logits` against centers held one row per class."""
+    return ops.einsum("bd,cd->bc", l2_normalize(embeddings, axis=1), l2_normalize(rows, axis=1))
+
+
 def row_cosine(a, b):
     """Cosine between matching rows of a and b: (B, D), (B, D) -> (B,)."""
     return ops.sum(l2_normalize(a) * l2_normalize(b), axis=-1)

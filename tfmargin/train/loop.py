@@ -208,9 +208,22 @@ def _named_data_errors(config, signal):
 
 
 def training_stream(config, signal, strategy, start_step=0, num_classes=None, stats=None):
-    """The stream train() feeds: training_data for one device or keras.distribution (which
-    take the global batch), else a tf.distribute distributed dataset, one input pipeline per
-    worker, each reading its own shard of the source."""
+    """The stream train() feeds: training_data for one device or keras.distribution on one
+    host (which take the global batch); over several JAX hosts each host's own shard of the
+    source in its share of the global batch; else a tf.distribute distributed dataset, one
+    input pipeline per worker, each reading its own shard of the source."""
+    share = strategies.host_share(strategy)
+    if share is not None:
+        index, hosts = share
+        if config.batch_size % hosts:
+            raise ConfigError(f"batch_size: {config.batch_size} does not split over {hosts} hosts")
+        import tensorflow as tf
+
+        ctx = tf.distribute.InputContext(num_input_pipelines=hosts, input_pipeline_id=index,
+                                         num_replicas_in_sync=hosts)
+        return strategies.mark_host_share(training_data(
+            config, signal, input_context=ctx, start_step=start_step, num_classes=num_classes,
+            stats=stats))
     n = strategies.replicas(strategy)
     if n == 1:  # one device, or keras.distribution (it takes the global batch)
         return training_data(config, signal, start_step=start_step, num_classes=num_classes,

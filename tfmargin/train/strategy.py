@@ -17,8 +17,9 @@ JAX (keras.distribution):
                   (keras.distribution.initialize, i.e. jax.distributed, runs first) and the
                   devices are every host's.
   model_parallel  one device mesh axis "batch" over every device: the batch is split along it
-                  and each head's class centers (D, C) are sharded along the class axis on it,
-                  as insightface's arcface_torch shards its FC; the backbone is replicated.
+                  and each head's class centers ((C, D) rows) are sharded along the class axis
+                  on it, as insightface's arcface_torch shards its FC; the backbone is
+                  replicated.
                   Partial FC then samples per shard (each device its own classes). One
                   host's devices only: Keras cannot save centers sharded across hosts.
 `default` is one device. Under JAX the global batch is fed whole and Keras shards it.
@@ -34,7 +35,7 @@ from tfmargin.train.config import ConfigError
 TF_STRATEGIES = ("mirrored", "multi_worker")
 JAX_STRATEGIES = ("data_parallel", "model_parallel")
 MESH_AXIS = "batch"
-CENTERS = r"(.*/)?centers"  # every head's (D, C) class-center weight (a full match)
+CENTERS = r"(.*/)?centers"  # every head's (C, D) class-center rows (a full match)
 
 
 def make_strategy(name, devices=None):
@@ -71,7 +72,7 @@ def keras_distribution(name, devices=None):
         _initialize_hosts()
     devices = list(devices or keras.distribution.list_devices())
     if name == "data_parallel":
-        return keras.distribution.DataParallel(devices=devices)
+        return HostDataParallel(devices=devices)
     if hosts() > 1:
         # Keras saves a model by reading each weight whole on one process: centers split over
         # several hosts' devices cannot be read there (tested with two host processes)
@@ -81,8 +82,38 @@ def keras_distribution(name, devices=None):
                           "model_parallel on one host's devices")
     mesh = keras.distribution.DeviceMesh((len(devices),), [MESH_AXIS], devices)
     layout = keras.distribution.LayoutMap(mesh)
-    layout[CENTERS] = (None, MESH_AXIS)
+    layout[CENTERS] = (MESH_AXIS, None)
     return keras.distribution.ModelParallel(layout_map=layout, batch_dim_name=MESH_AXIS)
+
+
+HOST_SHARE = "_tfmargin_host_share"  # set on a stream already cut to this host's share
+
+
+class HostDataParallel(keras.distribution.DataParallel):
+    """keras.distribution's DataParallel, except that a stream tfmargin built for this host
+    alone (`host_share`: the host reads and decodes only its own shard of the source) is fed
+    as it is. Keras would take every host's share after the pipeline, so that every host read
+    and decoded the whole stream; any other stream is still split that way."""
+
+    def distribute_dataset(self, dataset):
+        if getattr(dataset, HOST_SHARE, False):
+            return dataset
+        return super().distribute_dataset(dataset)
+
+
+def host_share(strategy):
+    """(this host's input pipeline, pipelines) when `strategy` spans several JAX hosts and
+    each should read its own shard of the source, else None."""
+    if not isinstance(strategy, HostDataParallel) or hosts() == 1:
+        return None
+    import jax
+
+    return jax.process_index(), hosts()
+
+
+def mark_host_share(dataset):
+    setattr(dataset, HOST_SHARE, True)
+    return dataset
 
 
 @functools.cache

@@ -98,6 +98,8 @@ def train_dataset(source, batch_size, *, image_size=112, shuffle=True, shuffle_b
                 num_examples = meta.get("num_examples")
             elif len(counts) >= num_shards:
                 num_examples = int(sum(counts[shard_index::num_shards]))
+            elif meta.get("num_examples") is not None:  # fewer files than shards: by record
+                num_examples = len(range(shard_index, int(meta["num_examples"]), num_shards))
     else:
         src = IndexedSource(source, label_index=label_index, num_classes=num_classes)
         num_classes = src.num_classes
