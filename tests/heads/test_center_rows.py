@@ -108,6 +108,9 @@ def test_square_centers_of_an_old_config_are_transposed(cls, rng):
         values[str(_index(layer))] = dc
         layer.load_own_variables(values)
         np.testing.assert_array_equal(_np(layer.center_rows), want)
+        values[str(_index(layer))] = dc.T  # then a checkpoint of its own: rows, as they are
+        layer.load_own_variables(values)
+        np.testing.assert_array_equal(_np(layer.center_rows), dc.T)
 
 
 def _index(layer):
@@ -131,3 +134,47 @@ def test_a_d_by_c_weights_checkpoint_loads_into_rows(tmp_path, rng):
         f[name] = dc
     model.load_weights(path)
     np.testing.assert_array_equal(_np(model.get_layer("w").centers), dc)
+
+
+@pytest.mark.parametrize("mode", ["coupled", "decoupled"])
+def test_a_backup_with_d_by_c_centers_and_momentum_resumes(tmp_path, rng, mode):
+    """A compiled model's backup holds the optimiser's momentum of the centers too: a run
+    backed up while centers were (D, C) restores both, transposed, into a compiled model."""
+    import h5py
+
+    from tfmargin.train import TrainConfig, build_optimizer
+
+    def compiled():
+        inputs = [keras.Input((4,)), keras.Input((), dtype="int32")]
+        model = keras.Model(inputs, ArcFace(7, scale=8.0, name="arc")(inputs))
+        config = TrainConfig(lr=0.1, momentum=0.9, weight_decay=5e-4, weight_decay_mode=mode,
+                             lr_schedule="piecewise", lr_steps=(100,), steps=100)
+        model.compile(optimizer=build_optimizer(config),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return model
+
+    x = [rng.normal(size=(8, 4)).astype("float32"), rng.integers(0, 7, 8).astype("int32")]
+    model = compiled()
+    for _ in range(3):
+        model.train_on_batch(x, x[1])
+    path = str(tmp_path / "backup.weights.h5")
+    model.save_weights(path)
+    saved = {}
+    with h5py.File(path, "r+") as f:  # as the earlier layout wrote it
+        def old_layout(name, item):
+            if isinstance(item, h5py.Dataset) and item.shape == (7, 4):
+                saved[name] = item[()]
+        f.visititems(old_layout)
+        for name, value in saved.items():
+            del f[name]
+            f[name] = value.T
+    assert len(saved) == 2  # the centers and their momentum
+    again = compiled()
+    again.train_on_batch(x, x[1])  # the optimiser is built when a backup is restored
+    again.load_weights(path)
+    np.testing.assert_array_equal(_np(again.get_layer("arc").center_rows),
+                                  _np(model.get_layer("arc").center_rows))
+    slots = [v for v in again.optimizer.variables if "centers" in v.name]
+    want = [v for v in model.optimizer.variables if "centers" in v.name]
+    assert len(slots) == len(want) == 1
+    np.testing.assert_array_equal(_np(slots[0]), _np(want[0]))

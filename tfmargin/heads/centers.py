@@ -6,7 +6,9 @@ TensorFlow a sampled step's gradient is row-sparse (the K sampled rows, IndexedS
 of a dense (C, D) array, and under model_parallel each device holds a block of whole rows.
 Readers keep the (D, C) matrix the rest of the library speaks (teacher-signal files,
 `initial_centers`, `find_centers`): `head.centers` is that view, `head.assign_centers(m)` sets
-it. Files saved before the layout changed hold (D, C); loading them transposes.
+it. Files saved before the layout changed hold (D, C); loading them transposes (a .keras file
+says which layout it holds; a .weights.h5 checkpoint is told by its shape, so one of square
+centers, as many classes as dimensions, written before the change loads untransposed).
 """
 
 import numpy as np
@@ -115,4 +117,5 @@ class CenterRows:
             value = store[f"{i}"]
             values[f"{i}"] = (_rows(value, variable.shape, self._saved_dim_major)
                               if id(variable) in rows else value)
-        return super().load_own_variables(values)
+        super().load_own_variables(values)
+        self._saved_dim_major = False  # what it holds now, and saves, is rows

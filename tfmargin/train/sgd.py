@@ -14,6 +14,7 @@ Frozen teacher centers are non-trainable weights: no optimiser ever sees (or dec
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from tfmargin.train import schedule
@@ -22,8 +23,33 @@ from tfmargin.train.config import WEIGHT_DECAY_MODES
 DECAY_EXEMPT = ("bias", "beta")
 
 
+class CenterSlots:
+    """Optimiser state saved while class centers were held (D, C): their momentum slots come
+    back transposed, as the centers themselves do (heads/centers.py), so that a run backed up
+    before the layout changed resumes. A slot of square centers (as many classes as
+    dimensions) cannot be told apart and loads as it is."""
+
+    def load_own_variables(self, store):
+        if len(store.keys()) != len(self.variables):
+            return super().load_own_variables(store)  # Keras' own warning
+        values = {}
+        for i, variable in enumerate(self.variables):
+            value, shape = store[str(i)], tuple(variable.shape)
+            if (len(shape) == 2 and "centers" in variable.name
+                    and tuple(value.shape) == shape[::-1] != shape):
+                value = np.asarray(value).T
+            values[str(i)] = value
+        return super().load_own_variables(values)
+
+
 @keras.saving.register_keras_serializable(package="tfmargin")
-class CoupledSGD(keras.optimizers.SGD):
+class DecoupledSGD(CenterSlots, keras.optimizers.SGD):
+    """Keras' SGD (weight decay decoupled, every variable decayed) that also resumes from
+    optimiser state saved with (D, C) centers."""
+
+
+@keras.saving.register_keras_serializable(package="tfmargin")
+class CoupledSGD(CenterSlots, keras.optimizers.SGD):
     """SGD (momentum, not Nesterov) with L2 weight decay joined to the gradient before
     momentum, as MXNet's `sgd_mom_update`: `v = mu*v - lr*(g + wd*w); w += v`. Variables whose
     name is in `exempt` (default: biases, BatchNorm betas) get no decay."""
@@ -66,7 +92,7 @@ def build_optimizer(config):
         return CoupledSGD(lr, momentum=config.momentum,
                           coupled_weight_decay=config.weight_decay)
     if config.weight_decay_mode == "decoupled":
-        return keras.optimizers.SGD(lr, momentum=config.momentum,
-                                    weight_decay=config.weight_decay or None)
+        return DecoupledSGD(lr, momentum=config.momentum,
+                            weight_decay=config.weight_decay or None)
     raise ValueError(f"weight_decay_mode: {config.weight_decay_mode!r} is not one of "
                      f"{', '.join(WEIGHT_DECAY_MODES)}")
