@@ -256,9 +256,10 @@ def _start_workers(config, dumps, pause):
     return _two_workers(MW_WORKER, lambda i: (json.dumps(config), str(dumps[i]), str(pause)))
 
 
-def _two_jax_hosts(script, args=lambda i: (), **env):
+def _two_jax_hosts(script, args=lambda i: (), ended=False, **env):
     """The RESULTs of two processes running `script` as the hosts of one JAX run on localhost
-    (KERAS_DISTRIBUTION_* variables, CPU devices)."""
+    (KERAS_DISTRIBUTION_* variables, CPU devices); `ended`: each one's (return code, stderr)
+    instead, however it ended (a host still running after 300 s fails the test)."""
     port = _free_ports(1)[0]
     procs = []
     for i in range(2):
@@ -270,7 +271,13 @@ def _two_jax_hosts(script, args=lambda i: (), **env):
         procs.append(subprocess.Popen([sys.executable, "-c", script, *args(i)], cwd=ROOT,
                                       env=host, text=True, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE))
-    return _results(procs)
+    if not ended:
+        return _results(procs)
+    try:
+        errors = [p.communicate(timeout=300)[1] for p in procs]
+        return [(p.returncode, e) for p, e in zip(procs, errors)]
+    finally:
+        _end(procs)
 
 
 def _results(procs):
@@ -525,6 +532,47 @@ def test_jax_hosts_that_would_resume_at_different_epochs_stop(tmp_path):
     assert first["error"] == second["error"] == (
         "output_dir /x: the epoch to resume at: the hosts differ (0 and 1); it must be one "
         "directory that every host sees")
+
+
+JAX_HOST_CALLBACK = textwrap.dedent("""
+    import json, sys
+    import jax, keras
+    from tests.train import tiny
+    tiny.register()
+    from tfmargin.train import TrainConfig, train
+    from tfmargin.train import strategy as strategies
+    config, mode = TrainConfig(**json.loads(sys.argv[1])), sys.argv[2]
+    strategies.keras_distribution("data_parallel")  # joins the hosts first
+
+    class OnHostZero(keras.callbacks.Callback):  # at the second batch, on process 0 only
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 1 and jax.process_index() == 0:
+                if mode == "fail":
+                    raise OSError("No space left on device: backup")
+                self.model.stop_training = True
+
+    r = train(config, callbacks=[OnHostZero()], log=lambda *_: None)
+    print("RESULT" + json.dumps({"loss": r.history["loss"]}))
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["fail", "stop"])
+def test_a_callback_on_one_jax_host_stops_every_host(tiny_config, tmp_path, mode):
+    """A callback that raises on process 0 alone ends both hosts (each with an error, none
+    waiting for the other); one that stops training there stops both after the same step."""
+    config = tiny_config.replace(strategy="data_parallel", steps=6, steps_per_epoch=3,
+                                 lr_steps=(4,), output_dir=str(tmp_path / "run")).to_dict()
+    if mode == "stop":
+        first, second = _two_jax_hosts(JAX_HOST_CALLBACK, lambda i: (json.dumps(config), mode))
+        assert len(first["loss"]) == len(second["loss"]) == 1  # the first epoch, cut short
+        assert first["loss"] == pytest.approx(second["loss"], rel=1e-6)
+        return
+    (rc0, err0), (rc1, err1) = _two_jax_hosts(
+        JAX_HOST_CALLBACK, lambda i: (json.dumps(config), mode), ended=True)
+    assert rc0 and "OSError: No space left on device: backup" in err0, err0[-2000:]
+    assert rc1 and ("RuntimeError: data_parallel: a callback failed on another host"
+                    in err1), err1[-2000:]
 
 
 def test_multi_worker_refuses_what_would_hang_or_not_split(tiny_config, tmp_path):

@@ -162,6 +162,10 @@ def _train(config, signal, data, callbacks, log):
 
         cbs.append(skipped_images_report(stats, log))
     cbs += list(callbacks)
+    if strategies.is_keras_distribution(strategy) and strategies.hosts() > 1:
+        from tfmargin.train.hosts import HostsAgree
+
+        cbs = [HostsAgree(cbs)]  # a callback failing or stopping on one host stops them all
     epochs = config.steps // config.steps_per_epoch
     with _named_data_errors(config, signal), strategies.fit_scope(strategy):
         if multi_worker:  # Keras' fit cannot (tfmargin/train/workers.py)

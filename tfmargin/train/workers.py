@@ -55,13 +55,13 @@ def fit(model, dataset, *, strategy, epochs, steps_per_epoch, initial_epoch=0, c
         for batch in range(steps_per_epoch):
             cbs.on_train_batch_begin(batch)
             logs = {k: float(v) for k, v in step(iterator).items()}
-            _telling_others(agree, cbs.on_train_batch_end, batch, logs)
-            if _stop(model, agree):
+            telling_others(agree, cbs.on_train_batch_end, batch, logs)
+            if agreed_stop(model, agree):
                 break
         epoch_logs = dict(logs)
-        _telling_others(agree, cbs.on_epoch_end, epoch, epoch_logs)
+        telling_others(agree, cbs.on_epoch_end, epoch, epoch_logs)
         logs = epoch_logs
-        if _stop(model, agree):
+        if agreed_stop(model, agree):
             break
     cbs.on_train_end(logs)
     return history
@@ -70,7 +70,7 @@ def fit(model, dataset, *, strategy, epochs, steps_per_epoch, initial_epoch=0, c
 FAILED = 2  # agreed instead of a stop flag by a worker whose callback raised
 
 
-def _telling_others(agree, hook, *args):
+def telling_others(agree, hook, *args):
     """Run a callback hook; if it raises (a chief-only write: the backup, the history, the best
     model), first tell the other workers, who are about to agree on whether to stop and would
     otherwise wait for this one for ever."""
@@ -81,12 +81,12 @@ def _telling_others(agree, hook, *args):
         raise
 
 
-def _stop(model, agree):
+def agreed_stop(model, agree, who="multi_worker", peer="worker"):
     """A callback on one worker (the chief's validation, a user's EarlyStopping) may stop
     training: all stop then, or the others would wait for it in the next step."""
     decision = agree(int(model.stop_training))[1]
     if decision >= FAILED:
-        raise RuntimeError("multi_worker: a callback failed on another worker (its log says "
+        raise RuntimeError(f"{who}: a callback failed on another {peer} (its log says "
                            "why); this one stops with it")
     model.stop_training = bool(decision)
     return model.stop_training
