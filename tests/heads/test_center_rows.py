@@ -178,3 +178,30 @@ def test_a_backup_with_d_by_c_centers_and_momentum_resumes(tmp_path, rng, mode):
     want = [v for v in model.optimizer.variables if "centers" in v.name]
     assert len(slots) == len(want) == 1
     np.testing.assert_array_equal(_np(slots[0]), _np(want[0]))
+
+
+def test_saving_and_loading_never_read_the_transposed_view(tmp_path, monkeypatch):
+    """Keras' saving reads every attribute dir() lists; the (D, C) view, a transpose of the
+    centers, stays out of it."""
+    from tfmargin.heads import centers as rows
+    from tfmargin.models import load_model
+
+    reads = []
+    view = rows.CenterRows.centers
+
+    def counted(self):
+        reads.append(self.name)
+        return view.fget(self)
+
+    monkeypatch.setattr(rows.CenterRows, "centers", property(counted))
+    inputs = [keras.Input((4,)), keras.Input((), dtype="int32"), keras.Input((4,))]
+    warm = SoftmaxWarmup(ArcFace(7, name="arc"), 1, 1)(inputs[:2])
+    kd = HintonKDHead(np.ones((4, 7), "float32"), name="kd")(inputs)
+    model = keras.Model(inputs, [warm, kd])
+    model.save(tmp_path / "m.keras")
+    model.save_weights(tmp_path / "m.weights.h5")
+    load_model(tmp_path / "m.keras")
+    model.load_weights(tmp_path / "m.weights.h5")
+    assert reads == []
+    assert "centers" not in dir(model.get_layer("kd")) and model.get_layer("kd").centers is not None
+    assert reads == ["kd"]

@@ -59,6 +59,7 @@ class MarginKDHead(frozen.CenterRows, keras.layers.Layer):
 
     OBJECTIVE = "internal"
     ROW_WEIGHTS = ("center_rows", "teacher_rows")
+    VIEWS = ("centers", "teacher_centers")
 
     def __init__(self, centers=None, scale=64.0, margin=0.5, temperature=4.0, alpha=0.95,
                  num_classes=None, embedding_dim=None, **kwargs):

@@ -80,7 +80,13 @@ class CenterRows:
     `ROW_WEIGHTS` beyond it, further row weights such as a teacher's)."""
 
     ROW_WEIGHTS = ("center_rows",)
+    VIEWS = ("centers",)  # (D, C) transposes of row weights, computed when read
     _saved_dim_major = False
+
+    def __dir__(self):
+        # Keras' saving reads every attribute dir() lists: a view would transpose the centers
+        # (gigabytes at millions of classes) for nothing at every save and load
+        return [name for name in super().__dir__() if name not in self.VIEWS]
 
     @property
     def centers(self):

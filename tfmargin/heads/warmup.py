@@ -48,6 +48,9 @@ class SoftmaxWarmup(keras.layers.Layer):
     def OBJECTIVE(self):  # noqa: N802 (the heads' attribute, read by compile_loss)
         return getattr(self.head, "OBJECTIVE", "logits")
 
+    def __dir__(self):  # as CenterRows: Keras' saving must not read the (D, C) view
+        return [name for name in super().__dir__() if name != "centers"]
+
     @property
     def centers(self):
         """The wrapped head's class centers: a warmed-up teacher is still a teacher."""
