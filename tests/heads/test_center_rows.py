@@ -136,22 +136,33 @@ def test_a_d_by_c_weights_checkpoint_loads_into_rows(tmp_path, rng):
     np.testing.assert_array_equal(_np(model.get_layer("w").centers), dc)
 
 
-@pytest.mark.parametrize("mode", ["coupled", "decoupled"])
-def test_a_backup_with_d_by_c_centers_and_momentum_resumes(tmp_path, rng, mode):
+@pytest.mark.parametrize("mode, precision", [("coupled", "float32"), ("decoupled", "float32"),
+                                             ("coupled", "mixed_float16")])
+def test_a_backup_with_d_by_c_centers_and_momentum_resumes(tmp_path, rng, mode, precision):
     """A compiled model's backup holds the optimiser's momentum of the centers too: a run
-    backed up while centers were (D, C) restores both, transposed, into a compiled model."""
-    import h5py
-
-    from tfmargin.train import TrainConfig, build_optimizer
+    backed up while centers were (D, C) restores both, transposed, into a compiled model
+    (under mixed_float16 through the loss-scaling optimiser)."""
+    from tfmargin.train import TrainConfig
+    from tfmargin.train.build import compile_classifier
 
     def compiled():
         inputs = [keras.Input((4,)), keras.Input((), dtype="int32")]
-        model = keras.Model(inputs, ArcFace(7, scale=8.0, name="arc")(inputs))
+        head = ArcFace(7, scale=8.0, name="arc")
+        model = keras.Model(inputs, head(inputs))
         config = TrainConfig(lr=0.1, momentum=0.9, weight_decay=5e-4, weight_decay_mode=mode,
                              lr_schedule="piecewise", lr_steps=(100,), steps=100)
-        model.compile(optimizer=build_optimizer(config),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        return model
+        return compile_classifier(model, head, config)
+
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        # the momentum is stored twice under loss scaling: the wrapper's and the inner's
+        _resume_old_backup(tmp_path, rng, compiled, 3 if precision == "mixed_float16" else 2)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def _resume_old_backup(tmp_path, rng, compiled, center_arrays):
+    import h5py
 
     x = [rng.normal(size=(8, 4)).astype("float32"), rng.integers(0, 7, 8).astype("int32")]
     model = compiled()
@@ -168,7 +179,7 @@ def test_a_backup_with_d_by_c_centers_and_momentum_resumes(tmp_path, rng, mode):
         for name, value in saved.items():
             del f[name]
             f[name] = value.T
-    assert len(saved) == 2  # the centers and their momentum
+    assert len(saved) == center_arrays  # the centers and their momentum
     again = compiled()
     again.train_on_batch(x, x[1])  # the optimiser is built when a backup is restored
     again.load_weights(path)

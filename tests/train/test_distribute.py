@@ -544,12 +544,17 @@ JAX_HOST_CALLBACK = textwrap.dedent("""
     config, mode = TrainConfig(**json.loads(sys.argv[1])), sys.argv[2]
     strategies.keras_distribution("data_parallel")  # joins the hosts first
 
-    class OnHostZero(keras.callbacks.Callback):  # at the second batch, on process 0 only
-        def on_train_batch_end(self, batch, logs=None):
+    class OnHostZero(keras.callbacks.Callback):  # on process 0 only
+        def on_train_begin(self, logs=None):
+            if mode == "fail_at_start" and jax.process_index() == 0:
+                raise OSError("No space left on device: history.csv")
+
+        def on_train_batch_end(self, batch, logs=None):  # at the second batch
             if batch == 1 and jax.process_index() == 0:
                 if mode == "fail":
                     raise OSError("No space left on device: backup")
-                self.model.stop_training = True
+                if mode == "stop":
+                    self.model.stop_training = True
 
     r = train(config, callbacks=[OnHostZero()], log=lambda *_: None)
     print("RESULT" + json.dumps({"loss": r.history["loss"]}))
@@ -557,10 +562,11 @@ JAX_HOST_CALLBACK = textwrap.dedent("""
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["fail", "stop"])
+@pytest.mark.parametrize("mode", ["fail", "fail_at_start", "stop"])
 def test_a_callback_on_one_jax_host_stops_every_host(tiny_config, tmp_path, mode):
-    """A callback that raises on process 0 alone ends both hosts (each with an error, none
-    waiting for the other); one that stops training there stops both after the same step."""
+    """A callback that raises on process 0 alone, at a batch's end or at the start of
+    training, ends both hosts (each with an error, none waiting for the other); one that stops
+    training there stops both after the same step."""
     config = tiny_config.replace(strategy="data_parallel", steps=6, steps_per_epoch=3,
                                  lr_steps=(4,), output_dir=str(tmp_path / "run")).to_dict()
     if mode == "stop":
@@ -570,7 +576,8 @@ def test_a_callback_on_one_jax_host_stops_every_host(tiny_config, tmp_path, mode
         return
     (rc0, err0), (rc1, err1) = _two_jax_hosts(
         JAX_HOST_CALLBACK, lambda i: (json.dumps(config), mode), ended=True)
-    assert rc0 and "OSError: No space left on device: backup" in err0, err0[-2000:]
+    what = "backup" if mode == "fail" else "history.csv"
+    assert rc0 and f"OSError: No space left on device: {what}" in err0, err0[-2000:]
     assert rc1 and ("RuntimeError: data_parallel: a callback failed on another host"
                     in err1), err1[-2000:]
 

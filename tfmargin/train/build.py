@@ -16,7 +16,7 @@ from tfmargin.heads import compile_loss, compile_metrics
 from tfmargin.models import build_backbone, load_backbone
 from tfmargin.train.config import ConfigError
 from tfmargin.train.methods import make_head, reads_teacher
-from tfmargin.train.sgd import build_optimizer
+from tfmargin.train.sgd import CenterLossScale, build_optimizer
 
 
 @dataclasses.dataclass
@@ -55,8 +55,10 @@ def classifier(backbone, head, teacher_dim=None):
 
 
 def compile_classifier(model, head, config):
-    model.compile(optimizer=build_optimizer(config), loss=compile_loss(head),
-                  metrics=compile_metrics(head))
+    optimizer = build_optimizer(config)
+    if model.dtype_policy.name == "mixed_float16":  # what compile would do, resumable
+        optimizer = CenterLossScale(optimizer, name="loss_scale_optimizer")
+    model.compile(optimizer=optimizer, loss=compile_loss(head), metrics=compile_metrics(head))
     return model
 
 

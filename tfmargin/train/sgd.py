@@ -49,6 +49,12 @@ class DecoupledSGD(CenterSlots, keras.optimizers.SGD):
 
 
 @keras.saving.register_keras_serializable(package="tfmargin")
+class CenterLossScale(CenterSlots, keras.optimizers.LossScaleOptimizer):
+    """The loss scaling Keras' compile wraps an optimiser in under mixed_float16, which also
+    resumes the momentum of (D, C) centers (its state holds the inner optimiser's)."""
+
+
+@keras.saving.register_keras_serializable(package="tfmargin")
 class CoupledSGD(CenterSlots, keras.optimizers.SGD):
     """SGD (momentum, not Nesterov) with L2 weight decay joined to the gradient before
     momentum, as MXNet's `sgd_mom_update`: `v = mu*v - lr*(g + wd*w); w += v`. Variables whose

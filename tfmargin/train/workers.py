@@ -84,12 +84,17 @@ def telling_others(agree, hook, *args):
 def agreed_stop(model, agree, who="multi_worker", peer="worker"):
     """A callback on one worker (the chief's validation, a user's EarlyStopping) may stop
     training: all stop then, or the others would wait for it in the next step."""
-    decision = agree(int(model.stop_training))[1]
+    model.stop_training = bool(agreed(agree, int(model.stop_training), who, peer))
+    return model.stop_training
+
+
+def agreed(agree, flag, who="multi_worker", peer="worker"):
+    """The largest `flag` over every worker; an error when one of them failed."""
+    decision = agree(flag)[1]
     if decision >= FAILED:
         raise RuntimeError(f"{who}: a callback failed on another {peer} (its log says "
                            "why); this one stops with it")
-    model.stop_training = bool(decision)
-    return model.stop_training
+    return decision
 
 
 def _agreement(strategy, tf):
