@@ -7,8 +7,9 @@ logits 0.5 GB a copy; three processes per setting, alternating. Reported: the me
 time of each process and the speed-up from the medians over all of them; the resident memory
 once the centers are built and the peak during the steps (Linux /proc, the peak reset after the
 setup; the first process of each setting), both over the centers' bytes; the kind of gradient
-the centers get (the sampled rows only, or dense); and that the MarginDistillation head's target logits (its per-sample
-margins at work) are the same in a sampled training step as in a full one.
+the centers get (the sampled rows only, or dense); and that the MarginDistillation head's
+target logits (its per-sample margins at work) are the same in a sampled training step as in
+a full one.
 """
 
 import json
@@ -108,9 +109,10 @@ def run(quick=False, batch_size=None, repeats=None, processes=None, **_):
     batch = batch_size or (16 if quick else 128)
     steps = repeats or (2 if quick else 5)
     num_classes, dim = (20_000, 64) if quick else (1_000_000, 512)
-    # the full step's time varies between processes on this machine (2.8-7.9 s measured in
-    # one session, the sampled 0.39-0.44 s): each setting runs in `processes` children,
-    # alternating, and the speed-up is the ratio of the medians over all of them
+    # the full step's time varies between processes on this machine (it allocates and frees
+    # gigabytes a step; 2.50 s in one committed run, 5.2-5.4 s in the next), the sampled
+    # step's much less: each setting runs in `processes` children, alternating, and the
+    # speed-up is the ratio of the medians over all of them
     runs = {1.0: [], SAMPLE_RATE: []}
     for _ in range(processes or (1 if quick else 3)):
         for rate in runs:

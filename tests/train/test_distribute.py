@@ -460,10 +460,11 @@ def test_jax_over_two_host_processes(tiny_config, tmp_path):
     """keras.distribution across two JAX processes on localhost (jax.distributed through the
     KERAS_DISTRIBUTION_* variables, gloo collectives on CPU), MarginDistillation under
     data_parallel with val.bin: each host reads its own shard of the source and feeds
-    different images, the hosts end with the same weights and losses, process 0 alone writes the run's
-    files (the other saves into a scratch directory it removes), and the validation accuracy
-    it logged is what the saved best backbone scores in a single process. model_parallel over
-    the two hosts is refused: Keras cannot save centers sharded across hosts."""
+    different images, the hosts end with the same weights and losses, process 0 alone writes
+    the run's files (the other saves into a scratch directory it removes), and the validation
+    accuracy it logged is what the saved best backbone scores in a single process.
+    model_parallel over the two hosts is refused: Keras cannot save centers sharded across
+    hosts."""
     config = tiny_config.replace(strategy="data_parallel", steps=4, steps_per_epoch=2,
                                  lr_steps=(2,), output_dir=str(tmp_path / "run"),
                                  val_bin=os.path.join(tiny_config.data, "val.bin"),

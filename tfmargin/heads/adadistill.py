@@ -57,8 +57,8 @@ class AdaDistillHead(PartialFC, keras.layers.Layer):
         if teacher_dim is not None and dim is not None and teacher_dim != dim:
             raise ValueError(f"{self.name}: the student embeds into {dim} dimensions but the "
                              f"teacher into {teacher_dim}; AdaDistill needs one space")
-        self.center_rows = centers.add_rows(self, dim, self.num_classes,
-                                            initializer=keras.initializers.RandomNormal(stddev=0.01))
+        self.center_rows = centers.add_rows(
+            self, dim, self.num_classes, initializer=keras.initializers.RandomNormal(stddev=0.01))
 
     def update_centers(self, inputs):
         """The EMA step above, applied to the center rows; returns the per-sample w_i."""

@@ -27,7 +27,8 @@ class MarginDistillationHead(PartialFC, keras.layers.Layer):
     those margins very negative and their loss ~0 rather than NaN. No gradient flows through m_i.
 
     `centers` (embedding_dim, num_classes) is held as a non-trainable weight of (C, D) rows
-    (heads/centers.py): saved with the model, never changed by training. Train with sparse categorical cross-entropy on the logits.
+    (heads/centers.py): saved with the model, never changed by training. Train with sparse
+    categorical cross-entropy on the logits.
     `sample_rate` < 1: Partial FC (heads/partial_fc.py); the margins are the same (they read
     each sample's own center), only the negatives are sampled.
     """

@@ -8,6 +8,6 @@ from tfmargin.margins.margin import (CombinedMargin, adacos_scale, apply_margin,
 from tfmargin.margins.sampling import per_shard, sample_classes, target_first
 
 __all__ = ["COS_EPS", "NORM_EPS", "CombinedMargin", "adacos_scale", "apply_margin",
-           "cosine_logits", "cosine_to_rows", "flat_labels", "l2_normalize", "margin_logits", "margin_target",
-           "per_shard", "replace_target", "row_cosine", "sample_classes", "target_cosines",
-           "target_first", "teacher_margins"]
+           "cosine_logits", "cosine_to_rows", "flat_labels", "l2_normalize", "margin_logits",
+           "margin_target", "per_shard", "replace_target", "row_cosine", "sample_classes",
+           "target_cosines", "target_first", "teacher_margins"]
