@@ -66,7 +66,7 @@ def plot_roc(curves, path, title="ROC", min_far=None):
 
 def center_angles(embeddings, labels, centers):
     """Angle in degrees between each embedding and the center of its class (rows of `centers`,
-    e.g. the frozen ArcFace weights W transposed to (C, D))."""
+    (C, D): a head's `center_rows`, or a teacher signal's (D, C) centers transposed)."""
     e = np.asarray(embeddings, np.float64)
     c = np.asarray(centers, np.float64)
     labels = np.asarray(labels).reshape(-1)
