@@ -13,24 +13,13 @@ act on it. The multi_worker loop's rule (workers.py), over JAX's process collect
 
 import keras
 
+from tfmargin.train import strategy as strategies
 from tfmargin.train import workers
 
 # hooks passed on without an agreement of their own (an error waits for the next one)
 HOOKS = ("on_train_batch_begin", "on_test_begin", "on_test_end", "on_test_batch_begin",
          "on_test_batch_end", "on_predict_begin", "on_predict_end", "on_predict_batch_begin",
          "on_predict_batch_end")
-
-
-def agreement():
-    """agree(n) -> (min, max) of an integer over every JAX host."""
-    import numpy as np
-    from jax.experimental import multihost_utils
-
-    def agree(value):
-        every = np.asarray(multihost_utils.process_allgather(np.asarray(value, np.int32)))
-        return int(every.min()), int(every.max())
-
-    return agree
 
 
 class HostsAgree(keras.callbacks.Callback):
@@ -43,7 +32,7 @@ class HostsAgree(keras.callbacks.Callback):
     def __init__(self, callbacks, agree=None):
         super().__init__()
         self.callbacks = list(callbacks)
-        self.agree = agree or agreement()
+        self.agree = agree or strategies.across_hosts
         self.failure = None  # the first error since the last agreement
 
     def set_model(self, model):

@@ -130,7 +130,7 @@ def _train(config, signal, data, callbacks, log):
     # own: measured with two host processes, process 0 saving alone during fit failed in JAX's
     # cross-process check of a device_put. Removed at the end (or at exit, on an error).
     scratch_dir = scratch = None
-    if not writer and strategies.saves_are_collective(strategy):
+    if not writer and strategies.spans_hosts(strategy):
         import tempfile
 
         scratch_dir = tempfile.TemporaryDirectory(prefix="tfmargin-host-")
@@ -162,7 +162,7 @@ def _train(config, signal, data, callbacks, log):
 
         cbs.append(skipped_images_report(stats, log))
     cbs += list(callbacks)
-    if strategies.is_keras_distribution(strategy) and strategies.hosts() > 1:
+    if strategies.spans_hosts(strategy):
         from tfmargin.train.hosts import HostsAgree
 
         cbs = [HostsAgree(cbs)]  # a callback failing or stopping on one host stops them all

@@ -129,23 +129,30 @@ def _initialize_hosts():
     keras.distribution.initialize()  # once per process
 
 
-def saves_are_collective(strategy):
-    """Under keras.distribution over several JAX hosts every process saves when the writer does
-    (measured: process 0 saving alone during fit failed in JAX's cross-process check of a
-    device_put), and only the writer keeps what it saved."""
+def spans_hosts(strategy):
+    """keras.distribution over several JAX hosts: there every process saves when the writer
+    does (measured: process 0 saving alone during fit failed in JAX's cross-process check of a
+    device_put; only the writer keeps what it saved) and the hosts agree on their callbacks
+    (hosts.py)."""
     return is_keras_distribution(strategy) and hosts() > 1
+
+
+def across_hosts(value):
+    """(min, max) of an integer over every JAX host (one small gather)."""
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    every = np.asarray(multihost_utils.process_allgather(np.asarray(value, np.int64)))
+    return int(every.min()), int(every.max())
 
 
 def same_on_every_host(value, what):
     """`value` (an int) from every JAX host; ConfigError naming `what` when they differ."""
     if hosts() == 1:
         return
-    import numpy as np
-    from jax.experimental import multihost_utils
-
-    values = np.asarray(multihost_utils.process_allgather(np.asarray(value, np.int64)))
-    if values.min() != values.max():
-        raise ConfigError(f"{what}: the hosts differ ({values.min()} and {values.max()}); "
+    low, high = across_hosts(value)
+    if low != high:
+        raise ConfigError(f"{what}: the hosts differ ({low} and {high}); "
                           "it must be one directory that every host sees")
 
 

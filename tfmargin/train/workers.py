@@ -198,7 +198,7 @@ class ChiefBackup(keras.callbacks.BackupAndRestore):
         self.writer, self.scratch = writer, scratch
 
     def _save_model(self):
-        # a non-writer JAX host saves too (strategy.saves_are_collective), to `scratch`
+        # a non-writer JAX host saves too (strategy.spans_hosts), to `scratch`
         target = self.backup_dir if self.writer else self.scratch
         if target is None:
             return
