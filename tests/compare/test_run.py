@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from tests.train import tiny
-from tfmargin.compare import CompareConfig, CompareError, run_comparison
+from tfmargin.compare import CompareConfig, CompareError, get_arm, run_comparison
+from tfmargin.compare.run import _held_out
 
 ARMS = ("arcface", "arcdistill_md_mean", "margin_distillation")
 
@@ -120,6 +121,95 @@ def test_resumes_without_retraining(setup):
     assert after["metrics"] == before["metrics"]
     assert again["arms"]["margin_distillation"]["mean"] == results["arms"][
         "margin_distillation"]["mean"]
+
+
+def test_a_retrained_teacher_with_the_same_weights_keeps_the_runs(setup, tmp_path):
+    """A new machine retrains the teacher bit for bit (--deterministic) but saves another
+    file (a .keras holds its save time): the teacher is its weights, so every run stands, and
+    records that named the teacher by its file still count."""
+    import shutil
+
+    from tfmargin.compare.run import _check, _Inputs
+    from tfmargin.distill import load_teacher_signal, sha256_file
+    from tfmargin.models import load_model
+
+    config, _, _ = setup
+    saved = tmp_path / "teacher.keras"
+    load_model(config.teacher).save(saved)
+    assert sha256_file(str(saved)) != sha256_file(config.teacher)
+    teacher_json = os.path.join(config.output_dir, "teacher.json")
+    before = json.load(open(teacher_json))
+    out = tmp_path / "out"
+    shutil.copytree(config.output_dir, out)
+    again = config.replace(teacher=str(saved), output_dir=str(out))  # the signal: made again
+    logs = []
+    results_again = run_comparison(again, log=logs.append)
+    assert any("teacher signal: re-extracting" in line for line in logs)
+    assert not any("steps of" in line or "evaluating" in line for line in logs)
+    with open(os.path.join(config.output_dir, "results.json")) as f:
+        kept = json.load(f)["arms"]
+    assert {a: r["per_seed"] for a, r in results_again["arms"].items()} == {
+        a: r["per_seed"] for a, r in kept.items()}
+    after = json.load(open(out / "teacher.json"))
+    assert after["metrics"] == before["metrics"]
+    assert set(after["files_sha256"]) == {before["sha256"], sha256_file(str(saved))}
+
+    # a record that named the teacher by its file (as records did before) still counts
+    signal = load_teacher_signal(results_again["signal"])
+    held = _held_out(again)
+    inputs = _Inputs(signal, held)
+    inputs.same_teacher.update(after["files_sha256"])
+    record = _run_file(again, "arcface", 0)
+    recipe = again.recipe(get_arm("arcface"), 0, signal.directory, 0.3,
+                          signal.embedding_size)
+    older = {**record, "inputs": {**record["inputs"], "teacher": before["sha256"]}}
+    assert _check(older, recipe, inputs.of(recipe), "seed0.json", inputs) is older
+    other = {**record, "inputs": {**record["inputs"], "teacher": "0" * 64}}
+    with pytest.raises(CompareError, match="another teacher"):
+        _check(other, recipe, inputs.of(recipe), "seed0.json", inputs)
+
+
+def test_a_lost_starting_student_is_trained_again(setup, tmp_path, monkeypatch):
+    """Students are not committed: on a new machine an arm that fine-tunes another arm's
+    student trains that student again, checks its numbers against its record, and says so;
+    the finished fine-tuned runs keep counting without their starting student's file."""
+    import shutil
+
+    from tfmargin.compare import ARMS, Arm
+
+    config, _, _ = setup
+    monkeypatch.setitem(ARMS, "arcface_longer",
+                        Arm("arcface_longer", "arcface", init_from="arcface", lr=0.01))
+    config = config.replace(arms=("arcface", "arcface_longer"), seeds=(0,),
+                            output_dir=str(tmp_path / "out"), work_dir=str(tmp_path / "work"))
+    run_comparison(config, log=lambda *a: None)
+    assert "starting_student" not in _run_file(config, "arcface_longer", 0)
+    starting = config.student_dir("arcface", 0)
+    shutil.rmtree(starting)
+    logs = []
+    run_comparison(config, log=logs.append)  # the finished run stands without the file
+    assert not any("steps of" in line for line in logs)
+    os.remove(os.path.join(config.output_dir, "runs", "arcface_longer", "seed0.json"))
+    shutil.rmtree(config.student_dir("arcface_longer", 0))
+    # the ArcFace run's record as a machine with other numbers would have left it
+    control = os.path.join(config.output_dir, "runs", "arcface", "seed0.json")
+    record = _run_file(config, "arcface", 0)
+    record["metrics"]["accuracy"] = -1.0
+    with open(control, "w") as f:
+        json.dump(record, f)
+    logs = []
+    results = run_comparison(config, log=logs.append)
+    assert any("its starting arcface student is not on disk" in line for line in logs)
+    assert sum("steps of" in line for line in logs) == 2
+    again = _run_file(config, "arcface_longer", 0)
+    start = again["starting_student"]
+    assert start["matches_record"] is False and start["metrics"]["accuracy"] >= 0
+    assert any("differ from its record (accuracy" in line for line in logs)
+    assert results["arms"]["arcface_longer"]["retrained_start"] == {"0": False}
+    with open(os.path.join(config.output_dir, "results.md")) as f:
+        assert ("`arcface_longer` seed 0 started from a `arcface` student trained again "
+                "(students are not kept across machines), whose numbers differ from its "
+                "record") in f.read()
 
 
 def test_refuses_to_mix_recipes(setup, tmp_path):

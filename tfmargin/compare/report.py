@@ -25,7 +25,12 @@ def summarize(config, runs):
             "vs_control": None if name == CONTROL else {
                 m: paired_difference(per_seed[m], {s: r["metrics"][m] for s, r in
                                                    control.items()}) for m in METRICS},
-            "train_seconds": sum(r["train_seconds"] for r in done.values()),
+            "train_seconds": sum(r["train_seconds"] + r.get("starting_student", {}).get(
+                "train_seconds", 0.0) for r in done.values()),
+            # a starting student that a new machine had to train again, and whether its
+            # numbers came out as recorded
+            "retrained_start": {str(s): r["starting_student"]["matches_record"]
+                                for s, r in done.items() if "starting_student" in r},
             "eval_seconds": sum(r["eval_seconds"] for r in done.values()),
         }
     return arms
@@ -92,6 +97,11 @@ def format_markdown(results):
             k = arm.images_per_identity
             exceptions.append(f"`{name}` fine-tunes that seed's `{arm.init_from}` student at lr "
                               f"{arm.lr:g}" + (f" over P x K batches of K = {k}" if k else ""))
+        for seed, same in arms[name].get("retrained_start", {}).items():
+            exceptions.append(f"`{name}` seed {seed} started from a `{arm.init_from}` student "
+                              "trained again (students are not kept across machines), whose "
+                              "numbers " + ("match its record" if same else
+                                            "differ from its record"))
     lines += [
         "",
         f"Students: {c['backbone']}, {c['steps']} steps of {c['batch_size']}, cosine LR "

@@ -61,18 +61,26 @@ def _digest(*parts):
 
 
 class _Inputs:
-    """The checksums that tie a run to what it was trained and measured on."""
+    """The checksums that tie a run to what it was trained and measured on.
+
+    The teacher is its weights' checksum, not its file's: a .keras file also holds the time it
+    was saved, so a teacher retrained bit for bit (--deterministic, on a machine that lost the
+    file) is another file of the same teacher. Records made when the file's checksum stood
+    there still count: `same_teacher` holds the file checksums teacher.json has seen for these
+    weights."""
 
     def __init__(self, signal, held):
         from tfmargin.distill import sha256_file
 
         m = signal.manifest
+        teacher = m["teacher"].get("weights_sha256") or m["teacher"].get("sha256")
         self.common = {
             "teacher_signal": _digest(m["centers"]["sha256"],
                                       *(s["sha256"] for s in m["shards"])),
-            "teacher": m["teacher"].get("sha256") or m["teacher"].get("weights_sha256"),
+            "teacher": teacher,
             "held_out": _digest(*(sha256_file(p) for p in held.sources.values())),
         }
+        self.same_teacher = {teacher}
 
     def of(self, recipe):
         from tfmargin.distill import sha256_file
@@ -81,13 +89,26 @@ class _Inputs:
         return {**self.common,
                 "init_backbone": sha256_file(init) if init and os.path.isfile(init) else None}
 
+    def recorded(self, record):
+        """A record's inputs as this run names them (a teacher by its weights)."""
+        got = dict(record.get("inputs") or {})
+        if got.get("teacher") in self.same_teacher:
+            got["teacher"] = self.common["teacher"]
+        return got
 
-def _check(record, recipe, inputs, path):
+
+def _check(record, recipe, inputs, path, known=None):
+    """The record, when it was made under `recipe` on `inputs`; else CompareError. A starting
+    student that is no longer on disk (a new machine: students are not committed) is not
+    compared: the record of the run that trained it is checked on its own."""
+    got = known.recorded(record) if known is not None else dict(record.get("inputs") or {})
+    if inputs.get("init_backbone") is None and "init_backbone" in got:
+        inputs = {**inputs, "init_backbone": got["init_backbone"]}
     if _comparable(record.get("recipe", {}), RECORD_IGNORED) != _comparable(recipe.to_dict(),
                                                                             RECORD_IGNORED):
         what = "another recipe"
-    elif record.get("inputs") != inputs:
-        changed = [k for k in inputs if (record.get("inputs") or {}).get(k) != inputs[k]]
+    elif got != inputs:
+        changed = [k for k in inputs if got.get(k) != inputs[k]]
         what = f"another {', '.join(changed) or 'input'}"
     else:
         return record
@@ -104,14 +125,21 @@ def _teacher(config, held, inputs, log):
     info["held_out"] = inputs.common["held_out"]
     path = os.path.join(config.output_dir, "teacher.json")
     cached = _read_json(path)
-    if cached and all(cached.get(k) == info[k] for k in ("sha256", "held_out")) \
+    if cached and all(cached.get(k) == info[k] for k in ("weights_sha256", "held_out")) \
             and "metrics" in cached:
-        return cached
-    log(f"[compare] teacher: evaluating {config.teacher}")
-    from tfmargin.models import load_backbone
+        files = {cached["sha256"], *cached.get("files_sha256", ()), info["sha256"]} - {None}
+        info = {**info, "files_sha256": sorted(files), "metrics": cached["metrics"]}
+        if info != cached:
+            log(f"[compare] teacher: {config.teacher} holds the weights evaluated before")
+            write_json(path, info)
+    else:
+        log(f"[compare] teacher: evaluating {config.teacher}")
+        from tfmargin.models import load_backbone
 
-    info["metrics"] = evaluate_held_out(load_backbone(config.teacher), held)
-    write_json(path, info)
+        info["metrics"] = evaluate_held_out(load_backbone(config.teacher), held)
+        info["files_sha256"] = [info["sha256"]] if info["sha256"] else []
+        write_json(path, info)
+    inputs.same_teacher.update(info["files_sha256"])
     return info
 
 
@@ -181,33 +209,66 @@ def _elapsed_callback(path):
     return Elapsed()
 
 
-def run_one(config, arm, seed, signal, md_mean, held, inputs, log=print):
-    """Train and evaluate one student; returns (and writes) its run record."""
+def _train_student(name, recipe, ties, signal, log):
+    """(backbone path, training seconds, step resumed at) of the student `recipe` trains: the
+    one on disk when it finished before, else trained (resuming an interrupted one)."""
     from tfmargin.distill import sha256_file
     from tfmargin.train import train
 
+    finished = _prepare_student(recipe, ties, log)
+    if finished is not None:
+        return (*finished, None)
+    import keras
+
+    log(f"[compare] {name} seed {recipe.seed}: {recipe.steps} steps of {recipe.batch_size}")
+    keras.backend.clear_session()  # dozens of runs in one process: free the last one's graph
+    elapsed = os.path.join(recipe.output_dir, "elapsed.json")
+    result = train(recipe, signal=signal, log=log, callbacks=[_elapsed_callback(elapsed)])
+    backbone = result.paths["backbone"]
+    train_seconds = (_read_json(elapsed) or {}).get("seconds", 0.0)
+    write_json(os.path.join(recipe.output_dir, "finished.json"),
+               {"recipe": recipe.to_dict(), "inputs": ties,
+                "backbone_sha256": sha256_file(backbone), "train_seconds": train_seconds})
+    return backbone, train_seconds, result.start_step or None
+
+
+def _starting_student(config, arm, recipe, signal, md_mean, held, inputs, log):
+    """Make sure the student a fine-tuning arm starts from is on disk. Students are not
+    committed, so on a new machine a finished run's student is gone: it is trained again
+    (the same recipe; with --deterministic the same weights) and its numbers are checked
+    against its record. Returns what became of it, for the fine-tuned run's record."""
+    if os.path.isfile(recipe.init_backbone):
+        return None
+    seed = recipe.seed
+    source = config.recipe(get_arm(arm.init_from), seed, signal.directory, md_mean,
+                           signal.embedding_size)
+    record = _read_json(run_path(config, arm.init_from, seed))
+    log(f"[compare] {arm.name} seed {seed}: its starting {arm.init_from} student is not on "
+        "disk; training it again")
+    backbone, seconds, _ = _train_student(arm.init_from, source, inputs.of(source), signal, log)
+    if record is None:
+        return None
+    metrics = evaluate_held_out(backbone, held)
+    same = metrics == record["metrics"]
+    log(f"[compare] {arm.init_from} seed {seed} trained again: its numbers "
+        + ("match its record" if same else
+           f"differ from its record (accuracy {metrics['accuracy']:.6f} vs "
+           f"{record['metrics']['accuracy']:.6f})"))
+    return {"matches_record": same, "metrics": metrics, "train_seconds": round(seconds, 1)}
+
+
+def run_one(config, arm, seed, signal, md_mean, held, inputs, log=print):
+    """Train and evaluate one student; returns (and writes) its run record."""
     recipe = config.recipe(arm, seed, signal.directory, md_mean, signal.embedding_size)
     path = run_path(config, arm.name, seed)
-    ties = inputs.of(recipe)
     done = _read_json(path)
     if done is not None:
-        return _check(done, recipe, ties, path)
-    finished = _prepare_student(recipe, ties, log)
-    resumed = None
-    if finished is None:
-        import keras
-
-        log(f"[compare] {arm.name} seed {seed}: {recipe.steps} steps of {recipe.batch_size}")
-        keras.backend.clear_session()  # dozens of runs in one process: free the last one's graph
-        elapsed = os.path.join(recipe.output_dir, "elapsed.json")
-        result = train(recipe, signal=signal, log=log, callbacks=[_elapsed_callback(elapsed)])
-        backbone, resumed = result.paths["backbone"], result.start_step or None
-        train_seconds = (_read_json(elapsed) or {}).get("seconds", 0.0)
-        write_json(os.path.join(recipe.output_dir, "finished.json"),
-                   {"recipe": recipe.to_dict(), "inputs": ties,
-                    "backbone_sha256": sha256_file(backbone), "train_seconds": train_seconds})
-    else:
-        backbone, train_seconds = finished
+        return _check(done, recipe, inputs.of(recipe), path, inputs)
+    start = None
+    if arm.init_from:
+        start = _starting_student(config, arm, recipe, signal, md_mean, held, inputs, log)
+    ties = inputs.of(recipe)
+    backbone, train_seconds, resumed = _train_student(arm.name, recipe, ties, signal, log)
     started = time.perf_counter()
     metrics = evaluate_held_out(backbone, held)
     history = os.path.join(recipe.output_dir, "history.csv")
@@ -215,6 +276,8 @@ def run_one(config, arm, seed, signal, md_mean, held, inputs, log=print):
               "inputs": ties, "metrics": metrics, "train_seconds": round(train_seconds, 1),
               "eval_seconds": round(time.perf_counter() - started, 1),
               "resumed_at_step": resumed, "history": os.path.abspath(history)}
+    if start is not None:
+        record["starting_student"] = start
     write_json(path, record)
     log(f"[compare] {arm.name} seed {seed}: accuracy {100 * metrics['accuracy']:.2f}, "
         f"TAR@1e-4 {100 * metrics['tar@1e-4']:.2f}, rank-1 {100 * metrics['rank1']:.2f} "
@@ -235,7 +298,7 @@ def collect_runs(config, signal=None, md_mean=None, inputs=None):
             if inputs is not None:
                 recipe = config.recipe(get_arm(name), seed, signal.directory, md_mean,
                                        signal.embedding_size)
-                _check(record, recipe, inputs.of(recipe), path)
+                _check(record, recipe, inputs.of(recipe), path, inputs)
             runs.setdefault(name, {})[seed] = record
     return runs
 
