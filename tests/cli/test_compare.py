@@ -53,3 +53,25 @@ def test_flags_reach_the_config():
     assert (config.scale, config.steps, config.deterministic) == (30.0, 10, False)
     with pytest.raises(ValueError, match="seeds: expected integers"):
         _parse("--seeds=a")
+
+
+def test_report_only_rebuilds_the_committed_results(tmp_path):
+    """--report_only needs neither the teacher nor the data: from the committed run files it
+    writes back the committed results.md, byte for byte (the README's table comes from it)."""
+    import shutil
+    import subprocess
+    import sys
+
+    shipped = os.path.join(ROOT, "savedmodels", "compare")
+    out = tmp_path / "compare"
+    shutil.copytree(shipped, out)
+    os.remove(out / "results.md")
+    done = subprocess.run(
+        [sys.executable, "-m", "tfmargin.cli.compare", f"--flagfile={RECIPE}", "--report_only",
+         f"--output_dir={out}", "--teacher=gone.keras", "--data=gone.rec"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with open(os.path.join(shipped, "results.md")) as f:
+        committed = f.read()
+    assert (out / "results.md").read_text() == committed
+    assert committed.rstrip("\n") in done.stdout

@@ -74,6 +74,39 @@ def test_summary_is_recomputed_from_run_files(setup):
     assert results["arms"]["arcface"]["vs_control"] is None
 
 
+def test_contrasts_are_paired_differences_of_the_run_files(setup):
+    config, results, _ = setup
+    (x,) = [c for c in results["contrasts"] if c["minus"] == "arcdistill_md_mean"]
+    assert x["arm"] == "margin_distillation"
+    for metric in ("accuracy", "tar@1e-3", "rank1"):
+        diffs = [_run_file(config, "margin_distillation", s)["metrics"][metric]
+                 - _run_file(config, "arcdistill_md_mean", s)["metrics"][metric] for s in (0, 1)]
+        d = x["difference"][metric]
+        assert d["mean"] == pytest.approx(np.mean(diffs), abs=1e-15)
+        assert d["seeds"] == [0, 1]
+    # the other contrasts need arms this comparison does not run
+    assert len(results["contrasts"]) == 1
+    with open(os.path.join(config.output_dir, "results.md")) as f:
+        assert "| margin_distillation - arcdistill_md_mean | 2 |" in f.read()
+
+
+def test_report_only_needs_no_teacher(setup, tmp_path):
+    import shutil
+
+    from tfmargin.compare.run import report_results
+
+    config, _, _ = setup
+    shutil.copytree(config.output_dir, tmp_path / "out")
+    with open(os.path.join(config.output_dir, "results.json")) as f:
+        kept = json.load(f)
+    again = report_results(config.replace(output_dir=str(tmp_path / "out"),
+                                          teacher="gone.keras"), log=lambda *a: None)
+    assert again["arms"] == kept["arms"] and again["contrasts"] == kept["contrasts"]
+    assert again["teacher"] == kept["teacher"] and again["machine"] == kept["machine"]
+    with pytest.raises(CompareError, match="holds no results.json"):
+        report_results(config.replace(output_dir=str(tmp_path / "empty")))
+
+
 def test_arms_differ_only_in_what_they_compare(setup):
     config, results, _ = setup
     with open(os.path.join(config.output_dir, "md_mean_margin.json")) as f:
@@ -130,6 +163,7 @@ def test_a_retrained_teacher_with_the_same_weights_keeps_the_runs(setup, tmp_pat
     import shutil
 
     from tfmargin.compare.run import _check, _Inputs
+    from tfmargin.compare.teachers import Teachers
     from tfmargin.distill import load_teacher_signal, sha256_file
     from tfmargin.models import load_model
 
@@ -158,7 +192,7 @@ def test_a_retrained_teacher_with_the_same_weights_keeps_the_runs(setup, tmp_pat
     signal = load_teacher_signal(results_again["signal"])
     held = _held_out(again)
     inputs = _Inputs(signal, held)
-    inputs.same_teacher.update(after["files_sha256"])
+    inputs.teachers = Teachers.load(str(out))
     record = _run_file(again, "arcface", 0)
     recipe = again.recipe(get_arm("arcface"), 0, signal.directory, 0.3,
                           signal.embedding_size)
@@ -167,6 +201,58 @@ def test_a_retrained_teacher_with_the_same_weights_keeps_the_runs(setup, tmp_pat
     other = {**record, "inputs": {**record["inputs"], "teacher": "0" * 64}}
     with pytest.raises(CompareError, match="another teacher"):
         _check(other, recipe, inputs.of(recipe), "seed0.json", inputs)
+
+
+def test_a_new_teacher_takes_over_whole_seeds(setup, synthetic, tmp_path, monkeypatch):
+    """A lost teacher that cannot be retrained bit for bit: its finished seeds stand, a new
+    teacher runs the new seeds, the report shows both with their seeds, and a seed the old
+    teacher left unfinished is refused (no seed mixes teachers). The output_dir predates
+    teachers.json: its one teacher comes from teacher.json and md_mean_margin.json."""
+    import keras
+
+    from tfmargin.train import TrainConfig, build_teacher
+
+    config, _, _ = setup
+    monkeypatch.chdir(tmp_path)  # relative paths, as the shipped flagfile has
+    teachers = []
+    for seed in (5, 6):
+        keras.utils.set_random_seed(seed)
+        model = build_teacher(TrainConfig(role="teacher", backbone=tiny.NAME,
+                                          embedding_size=16, data=str(synthetic)),
+                              num_classes=14).model
+        model.save(f"teacher{seed}.keras")
+        teachers.append(f"teacher{seed}.keras")
+    small = config.replace(output_dir="out", work_dir="work", arms=("arcface",
+                           "arcdistill_md_mean"), seeds=(0,), teacher=teachers[0])
+    first = run_comparison(small, log=lambda *a: None)
+    os.remove("out/teachers.json")  # as a comparison from before teachers.json left it
+    margin_1 = first["md_mean_margin"]
+
+    both = small.replace(seeds=(0, 1), teacher=teachers[1])
+    logs = []
+    results = run_comparison(both, log=logs.append)
+    assert sum("steps of" in line for line in logs) == 2  # seed 1 only
+    assert results["status"]["complete"]
+    by_seed = {tuple(t["seeds"]): t for t in results["teachers"].values()}
+    assert by_seed[(0,)]["weights_sha256"] == first["teacher"]["weights_sha256"]
+    assert by_seed[(0,)]["metrics"] == first["teacher"]["metrics"]
+    assert by_seed[(1,)]["weights_sha256"] == results["teacher"]["weights_sha256"]
+    assert by_seed[(1,)]["weights_sha256"] != by_seed[(0,)]["weights_sha256"]
+    md_arm = "arcdistill_md_mean"
+    assert _run_file(both, md_arm, 0)["recipe"]["margin"] == margin_1
+    assert _run_file(both, md_arm, 1)["recipe"]["margin"] == results["md_mean_margin"]
+    with open("out/results.md") as f:
+        table = f.read()
+    assert table.count("| teacher (seeds ") == 2 and "| teacher (seeds 0; " in table
+    assert f"{margin_1:.4f} rad for seeds 0" in table
+
+    # seed 0 left unfinished by the first teacher: refused, nothing rewritten
+    os.remove(os.path.join("out", "runs", md_arm, "seed0.json"))
+    before = open("out/results.md").read()
+    with pytest.raises(CompareError, match=r"seeds: seed 0 was started with another teacher "
+                                           r".*move out/runs/\*/seed0.json aside"):
+        run_comparison(both, log=lambda *a: None)
+    assert open("out/results.md").read() == before
 
 
 def test_a_lost_starting_student_is_trained_again(setup, tmp_path, monkeypatch):

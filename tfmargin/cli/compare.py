@@ -50,6 +50,9 @@ HELP = {
     "verbose": "Keras fit verbosity of each student (0, 1, 2).",
 }
 
+flags.DEFINE_bool("report_only", False, "Only rewrite results.json / .md / .png from the run "
+                  "files in --output_dir (no teacher, data or training needed).")
+
 
 
 def define_flags(flag_values=flags.FLAGS):
@@ -84,7 +87,14 @@ def config_from_flags(flag_values=FLAGS):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])}")
-    config = config_from_flags().validate()
+    config = config_from_flags()
+    if FLAGS.report_only:
+        from tfmargin.compare.report import format_markdown
+        from tfmargin.compare.run import report_results
+
+        print(format_markdown(report_results(config.validate(check_files=False))))
+        return 0
+    config.validate()
     common.check_output("output_dir", config.output_dir, "dir")
     common.check_output("work_dir", config.work_dir, "dir")
     if config.deterministic:

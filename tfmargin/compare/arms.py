@@ -69,3 +69,14 @@ for _arm in (
     Arm("triplet_l2", "triplet_l2", init_from="arcface", lr=1e-3, images_per_identity=18),
 ):
     register_arm(_arm)
+
+# The questions between two arms that the report answers with paired differences (same seeds,
+# same batches), beside each arm's difference to the control: (arm, minus arm, question).
+CONTRASTS = (
+    ("margin_distillation", "arcdistill_md_mean",
+     "MarginDistillation's per-sample margin vs a constant margin of the same mean"),
+    ("margin_distillation", "arcdistill", "MarginDistillation vs ArcDistill (m = 0.5)"),
+    ("arcdistill", "arcface_init", "the teacher's centers frozen vs trainable"),
+    ("adadistill", "margin_distillation", "AdaDistill vs MarginDistillation"),
+)
+

@@ -4,9 +4,10 @@
 import os
 
 from tfmargin.atomic import write_bytes, write_json
-from tfmargin.compare.arms import CONTROL, get_arm
+from tfmargin.compare.arms import CONTRASTS, CONTROL, get_arm
 from tfmargin.compare.held_out import LABELS, METRICS
 from tfmargin.compare.stats import mean_ci, paired_difference
+from tfmargin.compare.teachers import teacher_of_seeds
 
 
 def summarize(config, runs):
@@ -36,22 +37,40 @@ def summarize(config, runs):
     return arms
 
 
+def contrasts(config, runs):
+    """The paired differences of CONTRASTS whose two arms this comparison runs."""
+    out = []
+    for a, b, question in CONTRASTS:
+        if a in config.arms and b in config.arms:
+            first, second = runs.get(a, {}), runs.get(b, {})
+            out.append({"arm": a, "minus": b, "question": question, "difference": {
+                m: paired_difference({s: r["metrics"][m] for s, r in first.items()},
+                                     {s: r["metrics"][m] for s, r in second.items()})
+                for m in METRICS}})
+    return out
+
+
 def build_results(config, runs, context):
     from tfmargin.machine import machine_info
 
     arms = summarize(config, runs)
     finished = sum(len(a["seeds"]) for a in arms.values())
     total = len(config.arms) * len(config.seeds)
+    if "teachers" in context:  # each teacher with the seeds it taught
+        seeds = teacher_of_seeds(context["teachers"], runs)
+        context = {**context, "teachers": {k: {**t, "seeds": seeds.get(k, [])}
+                                           for k, t in context["teachers"].items()}}
     return {
         "status": {"finished_runs": finished, "total_runs": total,
                    "complete": finished == total},
         "config": config.to_dict(),
         "control": CONTROL,
-        **context,
         "machine": machine_info(),
+        **context,  # a report rewritten elsewhere keeps the machine the runs ran on
         "wall_seconds": round(sum(a["train_seconds"] + a["eval_seconds"]
                                   for a in arms.values()), 1),
         "arms": arms,
+        "contrasts": contrasts(config, runs),
     }
 
 
@@ -69,14 +88,32 @@ def _interval(s, signed=False):
     return f"{_pct(s['mean'], signed)} [{_pct(s['low'], signed)}, {_pct(s['high'], signed)}]"
 
 
+def _teachers(results):
+    """The teachers that taught finished runs (each with its seeds), else the current one."""
+    taught = [t for t in results.get("teachers", {}).values() if t.get("seeds")]
+    return sorted(taught, key=lambda t: t["seeds"]) if len(taught) > 1 else [results["teacher"]]
+
+
+def _md_means(results):
+    teachers = _teachers(results)
+    if len(teachers) == 1:
+        return f"MarginDistillation's mean margin: {results['md_mean_margin']:.4f} rad."
+    each = ", ".join(f"{t['md_mean_margin']:.4f} rad for seeds "
+                     f"{', '.join(map(str, t['seeds']))}" for t in teachers)
+    return (f"{len(teachers)} teachers of the same recipe (a teacher is not reproduced bit for "
+            "bit on another kind of CPU, and the first was lost with its machine); every arm of "
+            f"a seed distils the same one. MarginDistillation's mean margin: {each}.")
+
+
 def format_markdown(results):
     """The two tables (means, paired differences) and the setup in a few lines."""
-    arms, teacher = results["arms"], results["teacher"]
+    arms = results["arms"]
     head = " | ".join(LABELS[m] for m in METRICS)
     lines = [f"| model | seeds | {head} |", "|---|---|" + "---|" * len(METRICS)]
-    tm = teacher["metrics"]
-    lines.append(f"| teacher ({teacher['params'] / 1e6:.1f} M parameters) | - | "
-                 + " | ".join(_pct(tm[m]) for m in METRICS) + " |")
+    for t in _teachers(results):
+        seeds = f"seeds {', '.join(map(str, t['seeds']))}; " if "seeds" in t else ""
+        lines.append(f"| teacher ({seeds}{t['params'] / 1e6:.1f} M parameters) | - | "
+                     + " | ".join(_pct(t["metrics"][m]) for m in METRICS) + " |")
     for name, a in arms.items():
         lines.append(f"| {name}: {a['title']} | {len(a['seeds'])} | "
                      + " | ".join(_interval(a["mean"][m]) for m in METRICS) + " |")
@@ -89,6 +126,17 @@ def format_markdown(results):
         n = a["vs_control"][METRICS[0]]["n"]
         lines.append(f"| {name} | {n} | "
                      + " | ".join(_interval(a["vs_control"][m], True) for m in METRICS) + " |")
+    pairs = [x for x in results.get("contrasts", ()) if x["difference"][METRICS[0]]["n"]]
+    if pairs:
+        lines += ["", "Paired differences between arms (same seeds, same batches), percentage "
+                  "points, mean [95 % CI]:", "",
+                  f"| question | arm - arm | seeds | {head} |", "|---|---|---|" + "---|" * len(
+                      METRICS)]
+        for x in pairs:
+            d = x["difference"]
+            lines.append(f"| {x['question']} | {x['arm']} - {x['minus']} | "
+                         f"{d[METRICS[0]]['n']} | "
+                         + " | ".join(_interval(d[m], True) for m in METRICS) + " |")
     c, h, st = results["config"], results["held_out"], results["status"]
     exceptions = []
     for name in arms:
@@ -107,9 +155,9 @@ def format_markdown(results):
         f"Students: {c['backbone']}, {c['steps']} steps of {c['batch_size']}, cosine LR "
         f"{c['lr']:g} (warm-up {c['lr_warmup_steps']}), scale {c['scale']}, softmax warm-up "
         f"{c['softmax_warmup_steps']} + margin ramp {c['margin_ramp_steps']} steps for every "
-        f"margin arm, the final weights (no selection). MarginDistillation's mean margin: "
-        f"{results['md_mean_margin']:.4f} rad. Means over seeds with Student-t 95 % intervals."
-        + (f" Except: {'; '.join(exceptions)}." if exceptions else ""),
+        f"margin arm, the final weights (no selection). {_md_means(results)} Means over seeds "
+        "with Student-t 95 % intervals." + (f" Except: {'; '.join(exceptions)}."
+                                             if exceptions else ""),
         f"Held out: {h['test_bin']} ({h['test_pairs']} pairs, 10 folds) for the accuracy; "
         f"{h['identification']} ({h['pairwise_images']} images of "
         f"{h['pairwise_identities']} identities, every pair) for TAR@FAR and rank-1 "
@@ -142,8 +190,8 @@ def plot_results(results, path):
         control = arms.get(CONTROL, {}).get("mean", {}).get(metric, {})
         if control.get("mean") is not None:
             ax.axvline(100 * control["mean"], color="C3", lw=0.8, ls="--")
-        teacher = results["teacher"]["metrics"][metric]
-        ax.axvline(100 * teacher, color="0.4", lw=0.8, ls=":", label="teacher")
+        for teacher in _teachers(results):
+            ax.axvline(100 * teacher["metrics"][metric], color="0.4", lw=0.8, ls=":")
         ax.set_yticks(range(len(names)))
         ax.set_yticklabels(names if i == 0 else [""] * len(names))
         ax.invert_yaxis()

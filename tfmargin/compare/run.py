@@ -27,6 +27,7 @@ from tfmargin.atomic import write_json
 from tfmargin.compare.arms import get_arm
 from tfmargin.compare.config import CompareError
 from tfmargin.compare.held_out import evaluate_held_out, load_held_out
+from tfmargin.compare.teachers import Teachers
 from tfmargin.compare.report import write_results
 
 IGNORED = ("verbose",)  # recipe fields that do not change a run's numbers
@@ -61,39 +62,49 @@ def _digest(*parts):
 
 
 class _Inputs:
-    """The checksums that tie a run to what it was trained and measured on.
-
-    The teacher is its weights' checksum, not its file's: a .keras file also holds the time it
-    was saved, so a teacher retrained bit for bit (--deterministic, on a machine that lost the
-    file) is another file of the same teacher. Records made when the file's checksum stood
-    there still count: `same_teacher` holds the file checksums teacher.json has seen for these
-    weights."""
+    """The checksums that tie a run to what it was trained and measured on. The teacher is its
+    weights' checksum (teachers.py says why); `teachers` (set once the current teacher is
+    recorded) also knows the earlier teachers of the comparison and the files of each."""
 
     def __init__(self, signal, held):
         from tfmargin.distill import sha256_file
 
         m = signal.manifest
-        teacher = m["teacher"].get("weights_sha256") or m["teacher"].get("sha256")
         self.common = {
             "teacher_signal": _digest(m["centers"]["sha256"],
                                       *(s["sha256"] for s in m["shards"])),
-            "teacher": teacher,
+            "teacher": m["teacher"].get("weights_sha256") or m["teacher"].get("sha256"),
             "held_out": _digest(*(sha256_file(p) for p in held.sources.values())),
         }
-        self.same_teacher = {teacher}
+        self.teachers = None
 
-    def of(self, recipe):
+    def of(self, recipe, teacher=None):
+        """The inputs of a run of `recipe` with the current teacher, or with the earlier
+        teacher whose weights' checksum is `teacher`."""
         from tfmargin.distill import sha256_file
 
+        common = self.common
+        if teacher is not None and teacher != common["teacher"]:
+            common = {**common, "teacher": teacher,
+                      "teacher_signal": self.teachers.entries[teacher]["signal"]}
         init = recipe.init_backbone
-        return {**self.common,
+        return {**common,
                 "init_backbone": sha256_file(init) if init and os.path.isfile(init) else None}
+
+    def teacher_of(self, record):
+        """The weights' checksum of the teacher a record names (by its weights or a file);
+        None for a teacher this comparison has not seen."""
+        named = (record.get("inputs") or {}).get("teacher")
+        if self.teachers is None:
+            return named if named == self.common["teacher"] else None
+        return self.teachers.key(named)
 
     def recorded(self, record):
         """A record's inputs as this run names them (a teacher by its weights)."""
         got = dict(record.get("inputs") or {})
-        if got.get("teacher") in self.same_teacher:
-            got["teacher"] = self.common["teacher"]
+        key = self.teacher_of(record)
+        if key is not None:
+            got["teacher"] = key
         return got
 
 
@@ -139,7 +150,6 @@ def _teacher(config, held, inputs, log):
         info["metrics"] = evaluate_held_out(load_backbone(config.teacher), held)
         info["files_sha256"] = [info["sha256"]] if info["sha256"] else []
         write_json(path, info)
-    inputs.same_teacher.update(info["files_sha256"])
     return info
 
 
@@ -259,11 +269,11 @@ def _starting_student(config, arm, recipe, signal, md_mean, held, inputs, log):
 
 def run_one(config, arm, seed, signal, md_mean, held, inputs, log=print):
     """Train and evaluate one student; returns (and writes) its run record."""
-    recipe = config.recipe(arm, seed, signal.directory, md_mean, signal.embedding_size)
     path = run_path(config, arm.name, seed)
     done = _read_json(path)
     if done is not None:
-        return _check(done, recipe, inputs.of(recipe), path, inputs)
+        return _check_record(config, arm, seed, done, path, signal, md_mean, inputs)
+    recipe = config.recipe(arm, seed, signal.directory, md_mean, signal.embedding_size)
     start = None
     if arm.init_from:
         start = _starting_student(config, arm, recipe, signal, md_mean, held, inputs, log)
@@ -296,11 +306,36 @@ def collect_runs(config, signal=None, md_mean=None, inputs=None):
             if record is None:
                 continue
             if inputs is not None:
-                recipe = config.recipe(get_arm(name), seed, signal.directory, md_mean,
-                                       signal.embedding_size)
-                _check(record, recipe, inputs.of(recipe), path, inputs)
+                _check_record(config, get_arm(name), seed, record, path, signal, md_mean,
+                              inputs)
             runs.setdefault(name, {})[seed] = record
     return runs
+
+
+def _check_record(config, arm, seed, record, path, signal, md_mean, inputs):
+    """_check against the recipe and inputs of the teacher the record names: the current one,
+    or an earlier teacher of this comparison (its signal, its mean margin)."""
+    key = inputs.teacher_of(record)
+    if key is not None and key != inputs.common["teacher"]:
+        md_mean = inputs.teachers.entries[key]["md_mean_margin"]
+    recipe = config.recipe(arm, seed, signal.directory, md_mean, signal.embedding_size)
+    return _check(record, recipe, inputs.of(recipe, key), path, inputs)
+
+
+def _one_teacher_per_seed(config, runs, inputs):
+    """Refuse (CompareError) a seed that an earlier teacher left unfinished: finishing it with
+    this teacher would mix two teachers within one seed's paired differences."""
+    current = inputs.common["teacher"]
+    for seed in config.seeds:
+        done = [r for arm in runs.values() for s, r in arm.items() if s == seed]
+        earlier = {inputs.teacher_of(r) for r in done} - {current}
+        if earlier and len(done) < len(config.arms):
+            entry = inputs.teachers.entries[sorted(earlier)[0]]
+            where = os.path.join(config.output_dir, "runs", "*", f"seed{seed}.json")
+            raise CompareError(
+                f"seeds: seed {seed} was started with another teacher ({entry.get('path')}, "
+                f"weights sha256 {entry['weights_sha256'][:12]}) and is not finished; one seed, "
+                f"one teacher: move {where} aside to run seed {seed} again with this teacher")
 
 
 def _held_out(config):
@@ -321,11 +356,16 @@ def run_comparison(config, log=print):
     signal = ensure_teacher_signal(config.teacher, config.data,
                                    os.path.join(config.work_dir, "teacher_signal"), log=log)
     inputs = _Inputs(signal, held)
+    teachers = Teachers.load(config.output_dir)  # before teacher.json changes hands
     teacher = _teacher(config, held, inputs, log)
     md_mean = _md_mean(config, signal, inputs, log)
-    context = {"teacher": teacher, "held_out": held.describe(), "md_mean_margin": md_mean,
-               "signal": signal.directory}
-    results = write_results(config, collect_runs(config, signal, md_mean, inputs), context)
+    teachers.record(teacher, inputs.common["teacher_signal"], md_mean)
+    inputs.teachers = teachers
+    context = {"teacher": teacher, "teachers": teachers.entries, "held_out": held.describe(),
+               "md_mean_margin": md_mean, "signal": signal.directory}
+    runs = collect_runs(config, signal, md_mean, inputs)
+    _one_teacher_per_seed(config, runs, inputs)
+    results = write_results(config, runs, context)
     # an arm that fine-tunes another arm's student runs after it
     order = sorted(config.arms, key=lambda name: get_arm(name).init_from is not None)
     for seed in config.seeds:
@@ -333,3 +373,24 @@ def run_comparison(config, log=print):
             run_one(config, get_arm(name), seed, signal, md_mean, held, inputs, log)
             results = write_results(config, collect_runs(config), context)
     return results
+
+
+def report_results(config, log=print):
+    """Rewrite results.json / .md / .png from the run files already in config.output_dir,
+    with the teacher, held-out sets and signal that results.json recorded: no teacher, data or
+    training needed (a report after a change to the report, on any machine). The run files
+    are not checked against their inputs here; run_comparison checks them."""
+    before = _read_json(os.path.join(config.output_dir, "results.json"))
+    if before is None:
+        raise CompareError(f"output_dir: {config.output_dir} holds no results.json to report "
+                           "from")
+    context = {k: before[k] for k in ("teacher", "held_out", "md_mean_margin", "signal",
+                                      "machine")}
+    teachers = Teachers.load(config.output_dir).entries
+    if teachers:
+        context["teachers"] = teachers
+    results = write_results(config, collect_runs(config), context)
+    log(f"[compare] {config.output_dir}: results rewritten from "
+        f"{results['status']['finished_runs']} run files")
+    return results
+
