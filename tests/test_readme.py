@@ -113,3 +113,17 @@ def test_relative_links_exist(page):
     missing = [t for t in relative_links(_read(page))
                if not os.path.exists(os.path.join(base, t.split("#")[0]))]
     assert not missing, f"{page}: links to missing files: {missing}"
+
+
+def test_comparison_numbers_come_from_the_committed_results():
+    """Every number in the README's comparison table is in savedmodels/compare/results.md,
+    which the committed run files rebuild (tests/cli/test_compare.py)."""
+    readme = _read("README.md")
+    start = readme.index("## Distillation methods compared")
+    section = readme[start:readme.index("\n## ", start + 1)]
+    rows = [line for line in section.split("\n") if line.startswith("| ") and "[" in line]
+    assert len(rows) >= 6
+    results = _read(os.path.join("savedmodels", "compare", "results.md"))
+    for row in rows:
+        for cell in row.strip("|").split("|")[1:]:
+            assert cell.strip() in results, (row, cell)
