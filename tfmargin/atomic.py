@@ -38,6 +38,17 @@ def write_json(path, obj, sort_keys=False):
     return write_bytes(path, (json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n").encode())
 
 
+def read_json(path):
+    """The JSON object (dict) in `path`; None when the file is missing, unreadable, not JSON
+    or not an object: the caller treats it as never written."""
+    try:
+        with open(path) as f:
+            value = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 class AllOrNothing:
     """Context-manager protocol for writers with `close()` (commit everything) and `abort()`
     (discard everything): leaving the block by an exception aborts."""

@@ -18,12 +18,11 @@ mixed.
 """
 
 import hashlib
-import json
 import os
 import shutil
 import time
 
-from tfmargin.atomic import write_json
+from tfmargin.atomic import read_json, write_json
 from tfmargin.compare.arms import get_arm
 from tfmargin.compare.config import CompareError
 from tfmargin.compare.held_out import evaluate_held_out, load_held_out
@@ -34,14 +33,6 @@ IGNORED = ("verbose",)  # recipe fields that do not change a run's numbers
 # Records and students also ignore where the teacher signal lay: the path is absolute (a moved
 # checkout would otherwise orphan every run) and its content is in the inputs' checksums.
 RECORD_IGNORED = IGNORED + ("teacher_signal",)
-
-
-def _read_json(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def run_path(config, arm, seed):
@@ -135,7 +126,7 @@ def _teacher(config, held, inputs, log):
     info = Teacher.resolve(config.teacher).describe()
     info["held_out"] = inputs.common["held_out"]
     path = os.path.join(config.output_dir, "teacher.json")
-    cached = _read_json(path)
+    cached = read_json(path)
     if cached and all(cached.get(k) == info[k] for k in ("weights_sha256", "held_out")) \
             and "metrics" in cached:
         files = {cached["sha256"], *cached.get("files_sha256", ()), info["sha256"]} - {None}
@@ -159,7 +150,7 @@ def _md_mean(config, signal, inputs, log):
     path = os.path.join(config.output_dir, "md_mean_margin.json")
     key = {"signal": inputs.common["teacher_signal"], "m_max": config.m_max,
            "m_min": config.m_min, "batch_size": config.batch_size}
-    cached = _read_json(path)
+    cached = read_json(path)
     if cached and cached.get("key") == key:
         return cached["margin"]
     margin = mean_teacher_margin(signal, config.m_max, config.m_min,
@@ -185,7 +176,7 @@ def _prepare_student(recipe, ties, log):
     """(backbone path, training seconds) of a student whose training finished earlier, else
     None; a directory holding another recipe's student is cleared first."""
     out = recipe.output_dir
-    done = _read_json(os.path.join(out, "finished.json"))
+    done = read_json(os.path.join(out, "finished.json"))
     backbone = os.path.join(out, "backbone.keras")
     if done and _same_student(done.get("recipe", {}), recipe, done.get("inputs"), ties) \
             and os.path.isfile(backbone):
@@ -193,9 +184,9 @@ def _prepare_student(recipe, ties, log):
 
         if sha256_file(backbone) == done.get("backbone_sha256"):
             return backbone, done.get("train_seconds", 0.0)
-    started = _read_json(os.path.join(out, "config.json"))
+    started = read_json(os.path.join(out, "config.json"))
     if os.path.isdir(out) and (started is None or not _same_student(
-            started, recipe, _read_json(os.path.join(out, TIES)), ties)):
+            started, recipe, read_json(os.path.join(out, TIES)), ties)):
         log(f"[compare] {out}: holds another recipe's student; starting it over")
         shutil.rmtree(out)
     if not os.path.isdir(out):
@@ -210,7 +201,7 @@ def _elapsed_callback(path):
 
     class Elapsed(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
-            self.before = (_read_json(path) or {}).get("seconds", 0.0)
+            self.before = (read_json(path) or {}).get("seconds", 0.0)
             self.started = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
@@ -235,7 +226,7 @@ def _train_student(name, recipe, ties, signal, log):
     elapsed = os.path.join(recipe.output_dir, "elapsed.json")
     result = train(recipe, signal=signal, log=log, callbacks=[_elapsed_callback(elapsed)])
     backbone = result.paths["backbone"]
-    train_seconds = (_read_json(elapsed) or {}).get("seconds", 0.0)
+    train_seconds = (read_json(elapsed) or {}).get("seconds", 0.0)
     write_json(os.path.join(recipe.output_dir, "finished.json"),
                {"recipe": recipe.to_dict(), "inputs": ties,
                 "backbone_sha256": sha256_file(backbone), "train_seconds": train_seconds})
@@ -252,7 +243,7 @@ def _starting_student(config, arm, recipe, signal, md_mean, held, inputs, log):
     seed = recipe.seed
     source = config.recipe(get_arm(arm.init_from), seed, signal.directory, md_mean,
                            signal.embedding_size)
-    record = _read_json(run_path(config, arm.init_from, seed))
+    record = read_json(run_path(config, arm.init_from, seed))
     log(f"[compare] {arm.name} seed {seed}: its starting {arm.init_from} student is not on "
         "disk; training it again")
     backbone, seconds, _ = _train_student(arm.init_from, source, inputs.of(source), signal, log)
@@ -270,7 +261,7 @@ def _starting_student(config, arm, recipe, signal, md_mean, held, inputs, log):
 def run_one(config, arm, seed, signal, md_mean, held, inputs, log=print):
     """Train and evaluate one student; returns (and writes) its run record."""
     path = run_path(config, arm.name, seed)
-    done = _read_json(path)
+    done = read_json(path)
     if done is not None:
         return _check_record(config, arm, seed, done, path, signal, md_mean, inputs)
     recipe = config.recipe(arm, seed, signal.directory, md_mean, signal.embedding_size)
@@ -302,7 +293,7 @@ def collect_runs(config, signal=None, md_mean=None, inputs=None):
     for name in config.arms:
         for seed in config.seeds:
             path = run_path(config, name, seed)
-            record = _read_json(path)
+            record = read_json(path)
             if record is None:
                 continue
             if inputs is not None:
@@ -380,7 +371,7 @@ def report_results(config, log=print):
     with the teacher, held-out sets and signal that results.json recorded: no teacher, data or
     training needed (a report after a change to the report, on any machine). The run files
     are not checked against their inputs here; run_comparison checks them."""
-    before = _read_json(os.path.join(config.output_dir, "results.json"))
+    before = read_json(os.path.join(config.output_dir, "results.json"))
     if before is None:
         raise CompareError(f"output_dir: {config.output_dir} holds no results.json to report "
                            "from")

@@ -15,10 +15,9 @@ numbers on the held-out sets, the checksum of the teacher signal made with it, a
 MarginDistillation's mean margin with it (the margin of `arcdistill_md_mean`).
 """
 
-import json
 import os
 
-from tfmargin.atomic import write_json
+from tfmargin.atomic import read_json, write_json
 
 FILE = "teachers.json"
 
@@ -32,10 +31,10 @@ class Teachers:
         """The teachers recorded in output_dir; a directory from before teachers.json (one
         teacher: teacher.json and md_mean_margin.json) gets its one entry from those."""
         path = os.path.join(output_dir, FILE)
-        entries = _read(path)
+        entries = read_json(path)
         if entries is None:
             entries = {}
-            old, md = _read(os.path.join(output_dir, "teacher.json")), _read(
+            old, md = read_json(os.path.join(output_dir, "teacher.json")), read_json(
                 os.path.join(output_dir, "md_mean_margin.json"))
             if old and md and old.get("weights_sha256") and "metrics" in old:
                 files = {old.get("sha256"), *old.get("files_sha256", ())} - {None}
@@ -78,10 +77,3 @@ def teacher_of_seeds(entries, runs):
             seeds.setdefault(key, set()).add(seed)
     return {k: sorted(v) for k, v in seeds.items()}
 
-
-def _read(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError):
-        return None

@@ -8,7 +8,7 @@ and results come from the caller (the training run knows them); the rest is read
 import os
 import time
 
-from tfmargin.atomic import write_json
+from tfmargin.atomic import read_json, write_json
 from tfmargin.export.model import describe, find_head
 
 CARD_NAME = "model_card.json"
@@ -66,17 +66,6 @@ RECIPE_KEYS = ("role", "method", "head", "backbone", "embedding_size", "data", "
                "softmax_warmup_steps", "margin_ramp_steps", "precision", "seed", "val_bin")
 
 
-def _read_json(path):
-    import json
-
-    try:
-        with open(path) as f:
-            value = json.load(f)
-        return value if isinstance(value, dict) else None
-    except (OSError, ValueError):
-        return None
-
-
 def _last_row(csv_path):
     import csv
 
@@ -94,13 +83,13 @@ def card_from_run(model_path):
     recipe, the teacher and the data it was distilled on (paths and checksums), and the
     verification numbers. {} when the model does not sit in a training run's folder."""
     run = os.path.dirname(os.path.abspath(os.fspath(model_path)))
-    config = _read_json(os.path.join(run, "config.json"))
+    config = read_json(os.path.join(run, "config.json"))
     if not config or "method" not in config:
         return {}
     card = {"training": {k: config[k] for k in RECIPE_KEYS if k in config}}
     card["training"]["run"] = run
     history = _last_row(os.path.join(run, "history.csv"))
-    best = _read_json(os.path.join(run, "best.json"))
+    best = read_json(os.path.join(run, "best.json"))
     verification = {}
     if history:
         card["training"]["epochs_run"] = int(history.get("epoch", -1)) + 1
@@ -111,7 +100,7 @@ def card_from_run(model_path):
     if verification:
         card["verification"] = verification
     signal = config.get("teacher_signal")
-    manifest = _read_json(os.path.join(signal, "manifest.json")) if signal else None
+    manifest = read_json(os.path.join(signal, "manifest.json")) if signal else None
     if manifest:
         card["teacher"] = {"signal": signal, **{k: manifest[k] for k in ("teacher", "dataset")
                                                 if k in manifest}}
