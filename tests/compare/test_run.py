@@ -227,6 +227,11 @@ def test_a_new_teacher_takes_over_whole_seeds(setup, synthetic, tmp_path, monkey
     first = run_comparison(small, log=lambda *a: None)
     os.remove("out/teachers.json")  # as a comparison from before teachers.json left it
     margin_1 = first["md_mean_margin"]
+    from tfmargin.compare.teachers import Teachers
+
+    Teachers.load("out")  # migrated and saved at once: teacher.json is about to change hands
+    with open("out/teachers.json") as f:
+        assert list(json.load(f)) == [first["teacher"]["weights_sha256"]]
 
     both = small.replace(seeds=(0, 1), teacher=teachers[1])
     logs = []
@@ -245,6 +250,16 @@ def test_a_new_teacher_takes_over_whole_seeds(setup, synthetic, tmp_path, monkey
         table = f.read()
     assert table.count("| teacher (seeds ") == 2 and "| teacher (seeds 0; " in table
     assert f"{margin_1:.4f} rad for seeds 0" in table
+    # before the new teacher finishes a run, the table shows the teacher of the runs
+    from tfmargin.compare.report import format_markdown
+
+    new = results["teacher"]["weights_sha256"]
+    only_old = {**results, "teachers": {k: {**t, "seeds": [] if k == new else t["seeds"]}
+                                        for k, t in results["teachers"].items()}}
+    old_row = format_markdown(only_old).split("\n")[2]
+    assert old_row.startswith("| teacher (") and "seeds" not in old_row
+    assert f"{100 * by_seed[(0,)]['metrics']['accuracy']:.2f}" in old_row
+    assert f"mean margin: {margin_1:.4f} rad." in format_markdown(only_old)
 
     # seed 0 left unfinished by the first teacher: refused, nothing rewritten
     os.remove(os.path.join("out", "runs", md_arm, "seed0.json"))
@@ -359,10 +374,12 @@ def test_a_finished_run_survives_a_moved_checkout_but_not_another_recipe(tmp_pat
     """The record's teacher-signal path is absolute; moving the checkout changes it and nothing
     else, so the run stands. Any other recipe field, or another input checksum, refuses it."""
     from tfmargin.compare.run import CompareError, _check
+    from tfmargin.distill import sha256_file
 
     class Recipe:
         def __init__(self, output_dir="", **kw):
             self.kw, self.output_dir = kw, output_dir
+            self.init_backbone = kw.get("init_backbone", "")
 
         def to_dict(self):
             return dict(self.kw)
@@ -381,9 +398,23 @@ def test_a_finished_run_survives_a_moved_checkout_but_not_another_recipe(tmp_pat
     with pytest.raises(CompareError, match="another teacher_signal"):
         _check(record, moved, {**inputs, "teacher_signal": "xyz"}, "seed0.json")
 
+    # A fine-tuned run's starting student: compared while it is the file the run started from;
+    # not once it is gone (a new machine), or trained again there (another file, marked).
+    init = tmp_path / "arcface" / "backbone.keras"
+    init.parent.mkdir()
+    init.write_bytes(b"retrained")
+    tuned = {"recipe": {"lr": 0.001, "init_backbone": str(init)},
+             "inputs": {**inputs, "init_backbone": "sha of the first file"}}
+    again = Recipe(lr=0.001, init_backbone=str(init))
+    now = {**inputs, "init_backbone": sha256_file(str(init))}
+    with pytest.raises(CompareError, match="another init_backbone"):
+        _check(tuned, again, now, "seed0.json")
+    assert _check(tuned, again, {**inputs, "init_backbone": None}, "seed0.json") is tuned
+    (init.parent / "retrained.json").write_text("{}")
+    assert _check(tuned, again, now, "seed0.json") is tuned
+
     # A student trained before the move, not yet evaluated: reused, unless its inputs changed.
     from tfmargin.compare.run import _prepare_student
-    from tfmargin.distill import sha256_file
 
     student = tmp_path / "student"
     student.mkdir()

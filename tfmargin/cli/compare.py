@@ -50,14 +50,15 @@ HELP = {
     "verbose": "Keras fit verbosity of each student (0, 1, 2).",
 }
 
-flags.DEFINE_bool("report_only", False, "Only rewrite results.json / .md / .png from the run "
-                  "files in --output_dir (no teacher, data or training needed).")
 
 
 
 def define_flags(flag_values=flags.FLAGS):
     """Define one flag per CompareConfig field on `flag_values`."""
     common.define_dataclass_flags(CompareConfig, HELP, flag_values, strings=("scale",))
+    flags.DEFINE_bool("report_only", False, "Only rewrite results.json / .md / .png from the run "
+                      "files in --output_dir (no teacher, data or training needed).",
+                      flag_values=flag_values)
 
 
 FLAGS = flags.FLAGS

@@ -91,13 +91,14 @@ def _interval(s, signed=False):
 def _teachers(results):
     """The teachers that taught finished runs (each with its seeds), else the current one."""
     taught = [t for t in results.get("teachers", {}).values() if t.get("seeds")]
-    return sorted(taught, key=lambda t: t["seeds"]) if len(taught) > 1 else [results["teacher"]]
+    return sorted(taught, key=lambda t: t["seeds"]) if taught else [results["teacher"]]
 
 
 def _md_means(results):
     teachers = _teachers(results)
     if len(teachers) == 1:
-        return f"MarginDistillation's mean margin: {results['md_mean_margin']:.4f} rad."
+        margin = teachers[0].get("md_mean_margin", results["md_mean_margin"])
+        return f"MarginDistillation's mean margin: {margin:.4f} rad."
     each = ", ".join(f"{t['md_mean_margin']:.4f} rad for seeds "
                      f"{', '.join(map(str, t['seeds']))}" for t in teachers)
     return (f"{len(teachers)} teachers of the same recipe (a teacher is not reproduced bit for "
@@ -110,8 +111,9 @@ def format_markdown(results):
     arms = results["arms"]
     head = " | ".join(LABELS[m] for m in METRICS)
     lines = [f"| model | seeds | {head} |", "|---|---|" + "---|" * len(METRICS)]
+    several = len(_teachers(results)) > 1
     for t in _teachers(results):
-        seeds = f"seeds {', '.join(map(str, t['seeds']))}; " if "seeds" in t else ""
+        seeds = f"seeds {', '.join(map(str, t['seeds']))}; " if several else ""
         lines.append(f"| teacher ({seeds}{t['params'] / 1e6:.1f} M parameters) | - | "
                      + " | ".join(_pct(t["metrics"][m]) for m in METRICS) + " |")
     for name, a in arms.items():

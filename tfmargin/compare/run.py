@@ -13,8 +13,8 @@ Rerunning the same command skips the finished runs, resumes an interrupted stude
 last epoch (the training loop's BackupAndRestore), reuses a student whose training finished
 before its evaluation (`finished.json` beside it), and starts a student over when its
 directory holds another recipe. A run record made under another recipe, teacher signal,
-held-out set or starting student is refused, before anything is written: results are never
-mixed.
+held-out set or starting student is refused before any result file is rewritten: results are
+never mixed.
 """
 
 import hashlib
@@ -27,6 +27,7 @@ from tfmargin.compare.arms import get_arm
 from tfmargin.compare.config import CompareError
 from tfmargin.compare.held_out import evaluate_held_out, load_held_out
 from tfmargin.compare.teachers import Teachers
+from tfmargin.machine import machine_info
 from tfmargin.compare.report import write_results
 
 IGNORED = ("verbose",)  # recipe fields that do not change a run's numbers
@@ -101,10 +102,14 @@ class _Inputs:
 
 def _check(record, recipe, inputs, path, known=None):
     """The record, when it was made under `recipe` on `inputs`; else CompareError. A starting
-    student that is no longer on disk (a new machine: students are not committed) is not
-    compared: the record of the run that trained it is checked on its own."""
+    student that is no longer on disk (a new machine: students are not committed), or that was
+    trained again since (RETRAINED beside it: another file), is not compared: the record of
+    the run that trained it is checked on its own."""
     got = known.recorded(record) if known is not None else dict(record.get("inputs") or {})
-    if inputs.get("init_backbone") is None and "init_backbone" in got:
+    init = recipe.init_backbone
+    if init and "init_backbone" in got and (inputs.get("init_backbone") is None or
+                                            os.path.isfile(os.path.join(os.path.dirname(init),
+                                                                        RETRAINED))):
         inputs = {**inputs, "init_backbone": got["init_backbone"]}
     if _comparable(record.get("recipe", {}), RECORD_IGNORED) != _comparable(recipe.to_dict(),
                                                                             RECORD_IGNORED):
@@ -161,6 +166,7 @@ def _md_mean(config, signal, inputs, log):
 
 
 TIES = "inputs.json"  # beside a student: the checksums it trains on (moved checkouts resume)
+RETRAINED = "retrained.json"  # beside a starting student trained again on a new machine
 
 
 def _same_student(recorded, recipe, recorded_ties, ties):
@@ -248,9 +254,12 @@ def _starting_student(config, arm, recipe, signal, md_mean, held, inputs, log):
         "disk; training it again")
     backbone, seconds, _ = _train_student(arm.init_from, source, inputs.of(source), signal, log)
     if record is None:
+        write_json(os.path.join(source.output_dir, RETRAINED), {"for": arm.name, "seed": seed})
         return None
     metrics = evaluate_held_out(backbone, held)
     same = metrics == record["metrics"]
+    write_json(os.path.join(source.output_dir, RETRAINED), {"for": arm.name, "seed": seed,
+                                                           "matches_record": same})
     log(f"[compare] {arm.init_from} seed {seed} trained again: its numbers "
         + ("match its record" if same else
            f"differ from its record (accuracy {metrics['accuracy']:.6f} vs "
@@ -276,7 +285,8 @@ def run_one(config, arm, seed, signal, md_mean, held, inputs, log=print):
     record = {"arm": arm.name, "method": arm.method, "seed": seed, "recipe": recipe.to_dict(),
               "inputs": ties, "metrics": metrics, "train_seconds": round(train_seconds, 1),
               "eval_seconds": round(time.perf_counter() - started, 1),
-              "resumed_at_step": resumed, "history": os.path.abspath(history)}
+              "resumed_at_step": resumed, "history": os.path.abspath(history),
+              "machine": machine_info()}  # a comparison may span machines
     if start is not None:
         record["starting_student"] = start
     write_json(path, record)
@@ -314,15 +324,20 @@ def _check_record(config, arm, seed, record, path, signal, md_mean, inputs):
 
 
 def _one_teacher_per_seed(config, runs, inputs):
-    """Refuse (CompareError) a seed that an earlier teacher left unfinished: finishing it with
-    this teacher would mix two teachers within one seed's paired differences."""
+    """Refuse (CompareError) a seed whose runs name two teachers, or that an earlier teacher
+    left unfinished: finishing it with this teacher would mix two teachers within one seed's
+    paired differences."""
     current = inputs.common["teacher"]
     for seed in config.seeds:
         done = [r for arm in runs.values() for s, r in arm.items() if s == seed]
-        earlier = {inputs.teacher_of(r) for r in done} - {current}
+        named = {inputs.teacher_of(r) for r in done}
+        where = os.path.join(config.output_dir, "runs", "*", f"seed{seed}.json")
+        if len(named) > 1:
+            raise CompareError(f"seeds: the runs of seed {seed} ({where}) name {len(named)} "
+                               "teachers; one seed, one teacher")
+        earlier = named - {current}
         if earlier and len(done) < len(config.arms):
-            entry = inputs.teachers.entries[sorted(earlier)[0]]
-            where = os.path.join(config.output_dir, "runs", "*", f"seed{seed}.json")
+            entry = inputs.teachers.entries[earlier.pop()]
             raise CompareError(
                 f"seeds: seed {seed} was started with another teacher ({entry.get('path')}, "
                 f"weights sha256 {entry['weights_sha256'][:12]}) and is not finished; one seed, "
@@ -375,8 +390,11 @@ def report_results(config, log=print):
     if before is None:
         raise CompareError(f"output_dir: {config.output_dir} holds no results.json to report "
                            "from")
-    context = {k: before[k] for k in ("teacher", "held_out", "md_mean_margin", "signal",
-                                      "machine")}
+    context = {k: before.get(k) for k in ("teacher", "held_out", "md_mean_margin", "signal",
+                                          "machine")}
+    if None in context.values():
+        raise CompareError(f"output_dir: {config.output_dir}/results.json lacks the teacher, "
+                           "held-out sets or machine it was made with")
     teachers = Teachers.load(config.output_dir).entries
     if teachers:
         context["teachers"] = teachers

@@ -42,6 +42,8 @@ class Teachers:
                     **{k: v for k, v in old.items() if k != "sha256"},
                     "files_sha256": sorted(files), "signal": md["key"]["signal"],
                     "md_mean_margin": md["margin"]}
+            if entries:  # at once: teacher.json may change hands before anything else is saved
+                write_json(path, entries)
         return cls(path, entries)
 
     def key(self, sha):
