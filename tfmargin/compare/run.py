@@ -26,9 +26,9 @@ from tfmargin.atomic import read_json, write_json
 from tfmargin.compare.arms import get_arm
 from tfmargin.compare.config import CompareError
 from tfmargin.compare.held_out import evaluate_held_out, load_held_out
+from tfmargin.compare.report import write_results
 from tfmargin.compare.teachers import Teachers
 from tfmargin.machine import machine_info
-from tfmargin.compare.report import write_results
 
 IGNORED = ("verbose",)  # recipe fields that do not change a run's numbers
 # Records and students also ignore where the teacher signal lay: the path is absolute (a moved
@@ -395,7 +395,7 @@ def report_results(config, log=print):
     if None in context.values():
         raise CompareError(f"output_dir: {config.output_dir}/results.json lacks the teacher, "
                            "held-out sets or machine it was made with")
-    teachers = Teachers.load(config.output_dir).entries
+    teachers = Teachers.load(config.output_dir, save=False).entries
     if teachers:
         context["teachers"] = teachers
     results = write_results(config, collect_runs(config), context)

@@ -27,9 +27,10 @@ class Teachers:
         self.path, self.entries = path, entries
 
     @classmethod
-    def load(cls, output_dir):
+    def load(cls, output_dir, save=True):
         """The teachers recorded in output_dir; a directory from before teachers.json (one
-        teacher: teacher.json and md_mean_margin.json) gets its one entry from those."""
+        teacher: teacher.json and md_mean_margin.json) gets its one entry from those, saved
+        at once unless `save` is False."""
         path = os.path.join(output_dir, FILE)
         entries = read_json(path)
         if entries is None:
@@ -42,7 +43,7 @@ class Teachers:
                     **{k: v for k, v in old.items() if k != "sha256"},
                     "files_sha256": sorted(files), "signal": md["key"]["signal"],
                     "md_mean_margin": md["margin"]}
-            if entries:  # at once: teacher.json may change hands before anything else is saved
+            if entries and save:  # teacher.json may change hands before anything else is saved
                 write_json(path, entries)
         return cls(path, entries)
 
