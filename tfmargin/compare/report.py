@@ -107,7 +107,8 @@ def _md_means(results):
 
 
 def format_markdown(results):
-    """The two tables (means, paired differences) and the setup in a few lines."""
+    """The tables (means; paired differences to the control and between arms) and the setup in
+    a few lines."""
     arms = results["arms"]
     head = " | ".join(LABELS[m] for m in METRICS)
     lines = [f"| model | seeds | {head} |", "|---|---|" + "---|" * len(METRICS)]
